@@ -1,0 +1,43 @@
+# MDNet, step by step. Quick start: `make lab` (learn) and `make test` (check).
+# Every target creates .venv with python -m venv + pip when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help venv lab test unit notebooks run bench clean
+
+help:
+	@echo "make lab    open JupyterLab on notebooks/ (installs .venv first if needed)"
+	@echo "make test   unit tests + every notebook under nbval, fast mode"
+	@echo "make run    execute every notebook in place, full mode (regenerates committed outputs)"
+	@echo "make bench  print the benchmarks as JSON"
+	@echo "make clean  remove .venv, generated data and runs"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing mdnet_utils and its dependencies into $(VENV) (about 1-2 minutes the first time)"
+	$(BIN)/python -m pip install -qq -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+unit: $(STAMP)
+	MDNET_FAST=1 $(BIN)/python -m pytest tests -q
+
+notebooks: $(STAMP)
+	MDNET_FAST=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/ -q
+
+test: unit notebooks
+
+run: $(STAMP)
+	$(BIN)/python -m mdnet_utils notebooks run
+
+bench: $(STAMP)
+	$(BIN)/python -m mdnet_utils bench data
+
+clean:
+	rm -rf $(VENV) runs data/synthetic-* data/.synthetic-*

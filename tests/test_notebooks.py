@@ -1,0 +1,40 @@
+"""Every notebook opens and closes the same way, and is committed executed, small and clean.
+
+(Running them is nbval's job: `make test` runs each notebook in fast mode.)
+"""
+import json
+
+import nbformat
+import pytest
+
+from mdnet_utils.notebooks import check_structure, notebook_paths
+
+NOTEBOOKS = notebook_paths()
+
+
+def test_the_course_has_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name == "00_the_data.ipynb"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_fixed_opening_and_closing(path):
+    assert check_structure(nbformat.read(path, as_version=4)) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_executed_top_to_bottom_without_errors_and_under_3_mb(path):
+    assert path.stat().st_size < 3 * 1024 * 1024
+    cells = json.loads(path.read_text())["cells"]
+    counts = [c["execution_count"] for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    assert counts == list(range(1, len(counts) + 1))
+    assert not [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+
+
+def test_check_structure_names_what_is_missing():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("no title"), nbformat.v4.new_code_cell("x = 1")]
+    problems = check_structure(nb)
+    assert any("title" in p for p in problems)
+    assert any("Prerequisites" in p for p in problems)
+    assert any("seed_everything" in p for p in problems)
+    assert any("Summary" in p for p in problems)

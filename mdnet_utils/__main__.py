@@ -2,7 +2,7 @@
 
     data   build the synthetic dataset:  data --out DIR [--n-images N] [--size S] [--seed K]
            check a dataset (any source):  data --check DIR
-    bench  run a benchmark, print JSON:  bench data
+    bench  run a benchmark, print JSON:  bench data | bench resnet
     notebooks run [PATH ...]             execute notebooks in place, full mode (make run)
 
 Bad input ends with one sentence on stderr and exit status 2.
@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("bench", help="run a benchmark and print its figures as JSON")
-    p.add_argument("name", choices=["data"], help="which benchmark")
+    from mdnet_utils import bench  # no torch at import time: bench imports it inside each benchmark
+
+    p.add_argument("name", choices=list(bench.BENCHMARKS), help="which benchmark")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("notebooks", help="course upkeep: execute the notebooks in place (full mode)")

@@ -7,13 +7,12 @@ figures are the same on every machine.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES
 from mdnet_utils.models.resnet import PreActResNet
+from mdnet_utils.train import fit
 
 TASKS: tuple[str, ...] = ("conclusion",) + FEATURES
 TASK_SIZES: tuple[int, ...] = (len(CLASSES),) + tuple(len(GRADES[f]) for f in FEATURES)
@@ -30,14 +29,6 @@ class GradeReader(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         z = self.backbone(x)
         return [h(z) for h in self.heads]
-
-
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Flips and right-angle turns: none of the five features depends on the tile's orientation."""
-    if torch.rand((), generator=gen) < 0.5:
-        x = x.flip(3)
-    k = int(torch.randint(0, 4, (), generator=gen))
-    return torch.rot90(x, k, dims=(2, 3))
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> dict[str, float]:
@@ -57,38 +48,21 @@ def train_grade_reader(train_images: torch.Tensor, train_targets: torch.Tensor, 
                        batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
                        val: tuple[torch.Tensor, torch.Tensor] | None = None,
                        progress: bool = True) -> tuple[GradeReader, list[dict]]:
-    """Train a GradeReader jointly on the six tasks (summed cross-entropies), AdamW + one-cycle.
+    """Train a GradeReader jointly on the six tasks (summed cross-entropies) with ``train.fit``.
 
     Returns the model and a history with the mean training loss (and validation accuracies)
     per epoch.
     """
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     model = GradeReader()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps = epochs * ((len(train_images) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
-    loss_fn = nn.CrossEntropyLoss()
-    history = []
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress)
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(len(train_images), generator=gen)
-        total, n = 0.0, 0
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            x = _augment(train_images[idx].float() / 255.0, gen)
-            y = train_targets[idx]
-            loss = sum(loss_fn(out, y[:, t]) for t, out in enumerate(model(x)))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            n += len(idx)
-        record = {"epoch": epoch + 1, "train_loss": total / n}
-        if val is not None:
-            record.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
-            bar.set_postfix(conclusion=f"{record['val_conclusion']:.3f}")
-        history.append(record)
+    ce = nn.CrossEntropyLoss()
+
+    def loss_fn(outputs: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        return sum(ce(out, targets[:, t]) for t, out in enumerate(outputs))
+
+    def on_val(m: nn.Module) -> dict:
+        return {f"val_{k}": v for k, v in evaluate(m, *val).items()}
+
+    history = fit(model, train_images, train_targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                  loss_fn=loss_fn, evaluate=on_val if val is not None else None, progress=progress)
     return model, history

@@ -41,7 +41,7 @@ SIZE_MEAN = (1.0, 1.22, 1.42)        # pleomorphism: mean nucleus size factor
 SIZE_SPREAD = (0.06, 0.20, 0.30)     # pleomorphism: log-normal spread of size
 SHAPE_IRREGULARITY = (0.0, 0.10, 0.22)  # pleomorphism: amplitude of contour wobble
 DARKNESS = (1.0, 1.15, 1.35)         # pleomorphism: hyperchromasia (hematoxylin factor)
-ANGLE_NOISE_DEG = (5.0, 22.0, None)   # polarity: spread of nucleus axes (None = uniform)
+ANGLE_NOISE_DEG = (4.0, 25.0, None)   # polarity: spread of nucleus axes (None = uniform)
 MITOSES = ((0, 0), (1, 2), (4, 6))   # mitosis: figures per tile (inclusive range)
 NUCLEOLI_SHARE = (0.0, 0.85)         # nucleoli: share of lesion nuclei with a visible nucleolus
 LATTICE_STRETCH = 1.3                # nuclei stack along the tissue axis (see _lattice)

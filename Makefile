@@ -38,6 +38,7 @@ run: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m mdnet_utils bench data
+	$(BIN)/python -m mdnet_utils bench resnet
 
 clean:
 	rm -rf $(VENV) runs data/synthetic-* data/.synthetic-*

@@ -161,3 +161,33 @@ def load_or_fit(path: str | os.PathLike, model: nn.Module, images: torch.Tensor,
     history = fit(model, images, targets, **fit_kwargs)
     save_checkpoint(model, path, {"key": key, "history": history})
     return history
+
+
+def diagnosis_net(depth: int, *, plain: bool, root: str | os.PathLike, config, device: torch.device | None = None,
+                  progress: bool = True) -> tuple[nn.Module, list[dict]]:
+    """The course's residual (or plain) CIFAR-style network trained on the diagnosis of the tiles.
+
+    Notebook 01 trains these (ResNet-8/32 and their plain twins) and notebook 02 takes them apart;
+    both call this function, so they share one recipe and, through ``load_or_fit``, one training
+    run: pre-activation blocks, stride-2 stem, the first ``config.pick(1536, 256)`` training tiles,
+    ``config.pick(8, 2)`` epochs, AdamW one-cycle; training and test accuracy recorded every epoch.
+    """
+    from mdnet_utils.data.grades import CLASSES
+    from mdnet_utils.models import cifar_resnet
+
+    images, labels, _ = load_tiles(root, "train")
+    n_train = config.pick(full=1536, fast=256)
+    images, labels = images[:n_train], labels[:n_train]
+    test_images, test_labels, _ = load_tiles(root, "test")
+    name = f"{'plain' if plain else 'ResNet'}-{depth}"
+    torch.manual_seed(config.seed)
+    model = cifar_resnet(depth, preact=True, plain=plain, num_classes=len(CLASSES), stem_stride=2)
+    model = model.to(device or torch.device("cpu"))
+
+    def evaluate(m: nn.Module) -> dict:
+        return {"train_acc": accuracy(m, images, labels), "test_acc": accuracy(m, test_images, test_labels)}
+
+    history = load_or_fit(Path(config.runs_dir) / "diagnosis" / f"{name}-{config.mode}.pt", model, images, labels,
+                          epochs=config.pick(full=8, fast=2), seed=config.seed, evaluate=evaluate,
+                          progress=name if progress else False)
+    return model, history

@@ -3,9 +3,15 @@
 blocks.py  residual blocks, post- and pre-activation, basic and bottleneck, each with its plain twin
 resnet.py  ImageNet-style ResNets (torchvision's layout and weights) and CIFAR-style ResNets
 stream.py  the residual stream of any of them (x_l, F_l(x_l), x_{l+1} per block) and lesions
+heads.py   class activation maps (Eq. (7)), the logit split into members (Eq. (8)), shared and decoupled heads (Eq. (9))
+ecnet.py   the ensemble-connection (Eq. (10)): the authors' released EcNet and the literal every-block reading
 """
 from mdnet_utils.models.blocks import (BasicBlock, Bottleneck, PostActBlock, PreActBasicBlock, PreActBlock,
                                        PreActBottleneck, ResidualBlock)
+from mdnet_utils.models.ecnet import (BlockChannels, EcAddBlock, EcBlock, EcConcatBlock, EcNet, LiteralConcatBlock,
+                                      LiteralEcNet, channel_table, ecnet, literal_ecnet, msr_init)
+from mdnet_utils.models.heads import (DecoupledHead, LogitDecomposition, SharedHead, class_activation_map, eq7_score,
+                                      logit_decomposition, logits_from_cam, model_cam)
 from mdnet_utils.models.resnet import (CifarResNet, PreActResNet, ResNet, cifar_resnet, init_weights, resnet18,
                                        resnet34, resnet50)
 from mdnet_utils.models.stream import (StreamRecord, lesion, named_residual_blocks, read_stream, record_stream,
@@ -14,4 +20,8 @@ from mdnet_utils.models.stream import (StreamRecord, lesion, named_residual_bloc
 __all__ = ["ResidualBlock", "PostActBlock", "PreActBlock", "BasicBlock", "Bottleneck", "PreActBasicBlock",
            "PreActBottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "CifarResNet", "cifar_resnet",
            "PreActResNet", "init_weights", "StreamRecord", "residual_blocks", "named_residual_blocks",
-           "record_stream", "read_stream", "lesion"]
+           "record_stream", "read_stream", "lesion",
+           "class_activation_map", "logits_from_cam", "eq7_score", "model_cam", "SharedHead", "DecoupledHead",
+           "LogitDecomposition", "logit_decomposition", "EcBlock", "EcAddBlock", "EcConcatBlock",
+           "LiteralConcatBlock", "EcNet", "LiteralEcNet", "ecnet", "literal_ecnet", "msr_init", "BlockChannels",
+           "channel_table"]

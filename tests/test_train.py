@@ -84,3 +84,12 @@ def test_load_or_fit_trains_once_then_loads_the_same_weights(tmp_path):
     other = tiny_model()
     load_or_fit(tmp_path / "m.pt", other, images, labels, epochs=3, batch_size=16, progress=False)
     assert (tmp_path / "m.pt").stat().st_mtime_ns != stamp  # other settings: trained again
+
+
+def test_load_or_fit_retrains_when_the_tag_changes(tmp_path):
+    from mdnet_utils.train import load_or_fit
+    images, labels = tiny_problem()
+    load_or_fit(tmp_path / "m.pt", tiny_model(), images, labels, tag="v1", epochs=1, batch_size=16, progress=False)
+    stamp = (tmp_path / "m.pt").stat().st_mtime_ns
+    load_or_fit(tmp_path / "m.pt", tiny_model(), images, labels, tag="v2", epochs=1, batch_size=16, progress=False)
+    assert (tmp_path / "m.pt").stat().st_mtime_ns != stamp

@@ -165,14 +165,15 @@ def load_or_fit(path: str | os.PathLike, model: nn.Module, images: torch.Tensor,
 
 
 def diagnosis_net(depth: int, *, plain: bool, root: str | os.PathLike, config, device: torch.device | None = None,
-                  progress: bool = True) -> tuple[nn.Module, list[dict]]:
+                  progress: bool = True, decoupled: bool = False) -> tuple[nn.Module, list[dict]]:
     """The course's residual (or plain) CIFAR-style network trained on the diagnosis of the tiles.
 
     Notebook 01 trains these (ResNet-8/32 and their plain twins) and notebook 02 takes them apart;
     both call this function, so they share one recipe and, through ``load_or_fit``, one training
     run: pre-activation blocks, stride-2 stem, the first ``config.pick(1536, 256)`` training tiles,
     ``config.pick(8, 2)`` epochs, AdamW one-cycle; accuracy on the first 512 training tiles and on the
-    test split recorded every epoch.
+    test split recorded every epoch. ``decoupled=True`` (notebook 04) puts a ``DecoupledResNet`` head
+    (Eq. (9)) on the same backbone, which starts from the same weights as the shared network's.
     """
     from mdnet_utils.data.grades import CLASSES
     from mdnet_utils.models import cifar_resnet
@@ -181,9 +182,12 @@ def diagnosis_net(depth: int, *, plain: bool, root: str | os.PathLike, config, d
     n_train = config.pick(full=1536, fast=256)
     images, labels = images[:n_train], labels[:n_train]
     test_images, test_labels, _ = load_tiles(root, "test")
-    name = f"{'plain' if plain else 'ResNet'}-{depth}"
+    name = f"{'plain' if plain else 'ResNet'}-{depth}" + ("-decoupled" if decoupled else "")
     torch.manual_seed(config.seed)
     model = cifar_resnet(depth, preact=True, plain=plain, num_classes=len(CLASSES), stem_stride=2)
+    if decoupled:  # the backbone is drawn first, so it starts from the shared network's weights
+        from mdnet_utils.models.decoupled import DecoupledResNet
+        model = DecoupledResNet(model, len(CLASSES))
     model = model.to(device or torch.device("cpu"))
 
     def evaluate(m: nn.Module) -> dict:  # training accuracy on the first 512 training tiles: cheaper, same trend

@@ -148,7 +148,8 @@ def load_or_fit(path: str | os.PathLike, model: nn.Module, images: torch.Tensor,
     show (a change of recipe, say, of the ``evaluate`` function): change it and the network retrains. Later notebooks reuse the networks
     an earlier one trained this way, and still run on their own when it has not run.
     """
-    settings = {k: v for k, v in fit_kwargs.items() if isinstance(v, (int, float, str, bool))}
+    settings = {k: v for k, v in fit_kwargs.items()
+                if isinstance(v, (int, float, str, bool)) and k != "progress"}  # how it shows is not what it learns
     key = {"tag": tag, "model": type(model).__name__, "n_parameters": sum(p.numel() for p in model.parameters()),
            "data": fingerprint(images, targets), **settings}
     path = Path(path)
@@ -164,36 +165,47 @@ def load_or_fit(path: str | os.PathLike, model: nn.Module, images: torch.Tensor,
     return history
 
 
-def diagnosis_net(depth: int, *, plain: bool, root: str | os.PathLike, config, device: torch.device | None = None,
-                  progress: bool = True, decoupled: bool = False) -> tuple[nn.Module, list[dict]]:
-    """The course's residual (or plain) CIFAR-style network trained on the diagnosis of the tiles.
+def fit_diagnosis(model: nn.Module, name: str, *, root: str | os.PathLike, config,
+                  device: torch.device | None = None, progress: bool = True) -> list[dict]:
+    """Train ``model`` on the diagnosis of the tiles with the course's recipe, or load it if done before.
 
-    Notebook 01 trains these (ResNet-8/32 and their plain twins) and notebook 02 takes them apart;
-    both call this function, so they share one recipe and, through ``load_or_fit``, one training
-    run: pre-activation blocks, stride-2 stem, the first ``config.pick(1536, 256)`` training tiles,
-    ``config.pick(8, 2)`` epochs, AdamW one-cycle; accuracy on the first 512 training tiles and on the
-    test split recorded every epoch. ``decoupled=True`` (notebook 04) puts a ``DecoupledResNet`` head
-    (Eq. (9)) on the same backbone, which starts from the same weights as the shared network's.
+    The recipe notebooks 01-05 share, so that their networks are comparable: the first
+    ``config.pick(1536, 256)`` training tiles, ``config.pick(8, 2)`` epochs, AdamW one-cycle (``fit``);
+    accuracy on the first 512 training tiles and on the test split recorded every epoch; the result kept
+    in ``runs/diagnosis/{name}-{mode}.pt`` (``load_or_fit``). Seed the model's initialisation before
+    building it.
     """
-    from mdnet_utils.data.grades import CLASSES
-    from mdnet_utils.models import cifar_resnet
-
     images, labels, _ = load_tiles(root, "train")
     n_train = config.pick(full=1536, fast=256)
     images, labels = images[:n_train], labels[:n_train]
     test_images, test_labels, _ = load_tiles(root, "test")
+    model.to(device or torch.device("cpu"))
+
+    def evaluate(m: nn.Module) -> dict:  # training accuracy on the first 512 training tiles: cheaper, same trend
+        return {"train_acc": accuracy(m, images[:512], labels[:512]), "test_acc": accuracy(m, test_images, test_labels)}
+
+    return load_or_fit(Path(config.runs_dir) / "diagnosis" / f"{name}-{config.mode}.pt", model, images, labels,
+                       tag="diagnosis-v2", epochs=config.pick(full=8, fast=2), seed=config.seed, evaluate=evaluate,
+                       progress=name if progress else False)
+
+
+def diagnosis_net(depth: int, *, plain: bool, root: str | os.PathLike, config, device: torch.device | None = None,
+                  progress: bool = True, decoupled: bool = False) -> tuple[nn.Module, list[dict]]:
+    """The course's residual (or plain) CIFAR-style network trained on the diagnosis of the tiles.
+
+    Notebook 01 trains these (ResNet-8/32 and their plain twins) and notebooks 02-05 take them apart;
+    they all call this function, so they share one recipe (``fit_diagnosis``) and one training run:
+    pre-activation blocks, stride-2 stem, seeded initialisation. ``decoupled=True`` (notebook 04) puts a
+    ``DecoupledResNet`` head (Eq. (9)) on the same backbone, which starts from the shared network's weights.
+    """
+    from mdnet_utils.data.grades import CLASSES
+    from mdnet_utils.models import cifar_resnet
+
     name = f"{'plain' if plain else 'ResNet'}-{depth}" + ("-decoupled" if decoupled else "")
     torch.manual_seed(config.seed)
     model = cifar_resnet(depth, preact=True, plain=plain, num_classes=len(CLASSES), stem_stride=2)
     if decoupled:  # the backbone is drawn first, so it starts from the shared network's weights
         from mdnet_utils.models.decoupled import DecoupledResNet
         model = DecoupledResNet(model, len(CLASSES))
-    model = model.to(device or torch.device("cpu"))
-
-    def evaluate(m: nn.Module) -> dict:  # training accuracy on the first 512 training tiles: cheaper, same trend
-        return {"train_acc": accuracy(m, images[:512], labels[:512]), "test_acc": accuracy(m, test_images, test_labels)}
-
-    history = load_or_fit(Path(config.runs_dir) / "diagnosis" / f"{name}-{config.mode}.pt", model, images, labels,
-                          tag="diagnosis-v2", epochs=config.pick(full=8, fast=2), seed=config.seed, evaluate=evaluate,
-                          progress=name if progress else False)
+    history = fit_diagnosis(model, name, root=root, config=config, device=device, progress=progress)
     return model, history

@@ -93,3 +93,12 @@ def test_load_or_fit_retrains_when_the_tag_changes(tmp_path):
     stamp = (tmp_path / "m.pt").stat().st_mtime_ns
     load_or_fit(tmp_path / "m.pt", tiny_model(), images, labels, tag="v2", epochs=1, batch_size=16, progress=False)
     assert (tmp_path / "m.pt").stat().st_mtime_ns != stamp
+
+
+def test_load_or_fit_does_not_retrain_for_another_progress_bar(tmp_path):
+    from mdnet_utils.train import load_or_fit
+    images, labels = tiny_problem()
+    load_or_fit(tmp_path / "m.pt", tiny_model(), images, labels, epochs=1, batch_size=16, progress=False)
+    stamp = (tmp_path / "m.pt").stat().st_mtime_ns
+    load_or_fit(tmp_path / "m.pt", tiny_model(), images, labels, epochs=1, batch_size=16, progress="label")
+    assert (tmp_path / "m.pt").stat().st_mtime_ns == stamp

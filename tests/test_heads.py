@@ -8,23 +8,14 @@ from mdnet_utils.models import (DecoupledHead, PreActResNet, SharedHead, cifar_r
                                 eq7_score, literal_ecnet, logit_decomposition, logits_from_cam, model_cam,
                                 read_stream)
 
+from tests.helpers import randomized as _randomized
+
 torch.set_num_threads(1)
 
 
 def randomized(net, seed=0):
-    """float64, eval mode, batch norms with random affine parameters and running statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    net = net.double().eval()
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.data = 0.5 + torch.rand(n, generator=gen, dtype=torch.float64)
-            m.bias.data = 0.2 * torch.randn(n, generator=gen, dtype=torch.float64)
-            m.running_mean = 0.2 * torch.randn(n, generator=gen, dtype=torch.float64)
-            m.running_var = 0.5 + torch.rand(n, generator=gen, dtype=torch.float64)
-        if isinstance(m, nn.Linear):
-            m.bias.data = torch.randn(m.out_features, generator=gen, dtype=torch.float64)
-    return net
+    """float64, eval mode, random batch-norm statistics and affine parameters, random linear biases."""
+    return _randomized(net, seed, linear_bias=True)
 
 
 def test_cam_sum_identity_eq7():

@@ -7,21 +7,9 @@ from torch import nn
 from mdnet_utils.models import (cifar_resnet, lesion, read_stream, record_stream, residual_blocks, resnet18,
                                 resnet50)
 
+from tests.helpers import randomized
+
 torch.set_num_threads(1)
-
-
-def randomized(net, seed=0):
-    """float64, eval mode, batch norms with random affine parameters and running statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    net = net.double().eval()
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.data = 0.5 + torch.rand(n, generator=gen, dtype=torch.float64)
-            m.bias.data = 0.2 * torch.randn(n, generator=gen, dtype=torch.float64)
-            m.running_mean = 0.2 * torch.randn(n, generator=gen, dtype=torch.float64)
-            m.running_var = 0.5 + torch.rand(n, generator=gen, dtype=torch.float64)
-    return net
 
 
 def stages(blocks):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mdnet_utils.data.grades import FEATURES, GRADES, grade_index, has_findings
+from mdnet_utils.data.grades import FEATURES, grade_index, has_findings
 
 # Ruifrok-Johnston optical-density vectors (R, G, B) of hematoxylin and eosin.
 _H = np.array([0.650, 0.704, 0.286], dtype=np.float32)

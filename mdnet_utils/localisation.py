@@ -16,13 +16,24 @@ as when a map is overlaid on its image); a larger one is an error. The mask is b
 An empty mask has no inside: every score is NaN (skip it with ``torch.nanmean``). A map that is all zero
 after the ReLU points nowhere: it counts as the uniform map, both scores equal to their chance level
 (``mass_inside`` falls back to the area share; ``pointing_game`` splits the tie over every pixel).
+
+Attention of a report generator. :func:`attention_localisation` applies the two scores to the words of
+generated reports that name a localised finding (:func:`finding_words`: a feature's keyword and the
+wording of its grade, as in "there are *numerous mitoses*."): does the attention used to write the word
+lie in the region that shows the finding? :data:`FINDING_MASKS` says which region that is.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["mass_inside", "pointing_game", "mass_inside_uniform", "pointing_game_uniform", "localisation_scores"]
+from mdnet_utils.data.grades import FEATURES
+from mdnet_utils.data.reports import KEYWORDS, PHRASES
+
+__all__ = ["mass_inside", "pointing_game", "mass_inside_uniform", "pointing_game_uniform", "localisation_scores",
+           "FINDING_MASKS", "finding_words", "attention_localisation"]
 
 
 def _as_batch(t, name: str) -> torch.Tensor:
@@ -123,3 +134,112 @@ def localisation_scores(saliency, mask, tolerance: int = 0) -> dict[str, torch.T
             "mass_inside_uniform": mass_inside_uniform(mask),
             "pointing_game": pointing_game(saliency, mask, tolerance),
             "pointing_game_uniform": pointing_game_uniform(mask, tolerance)}
+
+
+# --- attention of a report generator --------------------------------------------------------------------------
+
+#: The mask each feature's finding lies in (the synthetic data's mask names). The nuclear features
+#: (pleomorphism, crowding, polarity, nucleoli) are properties of the lesion's nuclei, so they are seen anywhere
+#: in the "lesion" mask; mitotic figures are single small clumps, each marked in the "mitosis" mask.
+FINDING_MASKS: dict[str, str] = {"pleomorphism": "lesion", "crowding": "lesion", "polarity": "lesion",
+                                 "mitosis": "mitosis", "nucleoli": "lesion"}
+
+# Every wording of every grade of a feature, as token lists, longest first (so "well preserved" wins over
+# "preserved", as in the report parser).
+_WORDINGS = {f: sorted({tuple(w.split()) for ws in PHRASES[f]["wordings"].values() for w in ws}, key=len, reverse=True)
+             for f in FEATURES}
+
+
+def finding_words(tokens: list[str]) -> list[tuple[int, str, str]]:
+    """``(position in tokens, feature, mask name)`` for each token that names a localised finding.
+
+    Sentences end at ``"."``. In a sentence about exactly one feature (one whose tokens start with that
+    feature's :data:`~mdnet_utils.data.reports.KEYWORDS`, the rule of the report parser), the finding words are
+    the keyword tokens and the tokens of every grade wording of that feature found in it: in
+    "there are numerous mitoses ." they are "numerous" and "mitoses". The conclusion and sentences about no
+    feature or several give none. ``tokens`` are as :func:`~mdnet_utils.data.vocab.tokenize` makes them.
+    """
+    out: list[tuple[int, str, str]] = []
+    start = 0
+    for end in [*(i for i, t in enumerate(tokens) if t == "."), len(tokens)]:
+        sentence = tokens[start:end]
+        features = [f for f in FEATURES if any(t.startswith(KEYWORDS[f]) for t in sentence)]
+        if len(features) == 1:
+            f = features[0]
+            found = {i for i, t in enumerate(sentence) if t.startswith(KEYWORDS[f])}
+            i = 0
+            while i < len(sentence):  # non-overlapping wordings, longest match first
+                match = next((w for w in _WORDINGS[f] if tuple(sentence[i:i + len(w)]) == w), None)
+                if match:
+                    found.update(range(i, i + len(match)))
+                i += len(match) if match else 1
+            out += [(start + i, f, FINDING_MASKS[f]) for i in sorted(found)]
+        start = end + 1
+    return out
+
+
+def attention_localisation(alphas, tokens: list[list[str]], masks: dict, *, grid: tuple[int, int],
+                           tolerance: int = 0) -> dict[str, dict[str, float]]:
+    """Where a report generator looks when it writes a finding: its attention scored against the finding's mask.
+
+    ``alphas[i]`` is the ``(L_i, N)`` attention of image i, row j the attention over the ``N = grid[0] * grid[1]``
+    image regions (row-major) when emitting ``tokens[i][j]``; ``masks[name]`` is ``(B, 1, H, W)`` or
+    ``(B, H, W)`` for the same B images. For each finding word of each image (:func:`finding_words`) the word's
+    attention, reshaped to the grid, is scored against its mask (:data:`FINDING_MASKS`) with
+    :func:`mass_inside` and :func:`pointing_game` (so upsampled bilinear to the mask), beside their chance levels.
+    Words whose mask is empty (NaN) are skipped; so are mask names absent from ``masks``.
+
+    Returns, per mask name present, and under ``"all"`` for every scored word pooled: ``"mass_inside"``,
+    ``"mass_inside_uniform"``, ``"ratio"`` (the first over the second: how many times chance),
+    ``"pointing_game"``, ``"pointing_game_uniform"`` (means over words, each scored word counting once; NaN when
+    there is none), ``"words"`` (scored words) and ``"images"`` (images with at least one). Raises
+    ``ValueError`` when the numbers of maps, token lists, masks, rows or regions do not match.
+    """
+    alphas = [torch.as_tensor(a).detach() for a in alphas]
+    b, n = len(alphas), grid[0] * grid[1]
+    if len(tokens) != b:
+        raise ValueError(f"{b} attention maps for {len(tokens)} token lists.")
+    prepared = {}
+    for name, mask in masks.items():
+        m, _ = _prepare_mask(mask)
+        if m.shape[0] != b:
+            raise ValueError(f"the {name!r} masks hold {m.shape[0]} images, the attention maps {b}.")
+        prepared[name] = m
+    for i, (a, toks) in enumerate(zip(alphas, tokens)):
+        if a.dim() != 2 or a.shape[0] != len(toks) or a.shape[1] != n:
+            raise ValueError(f"attention {i} has shape {tuple(a.shape)}, expected ({len(toks)}, {n}): "
+                             f"one row per token, one column per region of the {grid[0]}x{grid[1]} grid.")
+
+    keys = ("mass_inside", "mass_inside_uniform", "pointing_game", "pointing_game_uniform")
+    names = [name for name in dict.fromkeys(FINDING_MASKS.values()) if name in prepared]
+    scores = {name: {k: [] for k in keys} for name in [*names, "all"]}
+    images = {name: set() for name in scores}
+    for i, (a, toks) in enumerate(zip(alphas, tokens)):
+        words = finding_words(toks)
+        for name in names:
+            rows = [j for j, _, mask_name in words if mask_name == name]
+            if not rows:
+                continue
+            maps = a[rows].reshape(len(rows), *grid)
+            m = prepared[name][i:i + 1]  # one mask against all the word maps of the image
+            s = localisation_scores(maps, m, tolerance)
+            s["mass_inside_uniform"] = s["mass_inside_uniform"].expand(len(rows))
+            s["pointing_game_uniform"] = s["pointing_game_uniform"].expand(len(rows))
+            if torch.isnan(s["mass_inside_uniform"]).any():  # an empty mask: nothing to point at
+                continue
+            for target in (name, "all"):
+                for k in keys:
+                    scores[target][k] += s[k].tolist()
+                images[target].add(i)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else math.nan
+
+    out = {}
+    for name, lists in scores.items():
+        m = {k: mean(v) for k, v in lists.items()}
+        out[name] = {"mass_inside": m["mass_inside"], "mass_inside_uniform": m["mass_inside_uniform"],
+                     "ratio": m["mass_inside"] / m["mass_inside_uniform"] if lists["mass_inside"] else math.nan,
+                     "pointing_game": m["pointing_game"], "pointing_game_uniform": m["pointing_game_uniform"],
+                     "words": len(lists["mass_inside"]), "images": len(images[name])}
+    return out

@@ -1,4 +1,4 @@
-"""Captioning metrics for reports: BLEU-1..4, ROUGE-L, CIDEr and (with Java) METEOR.
+"""Report metrics: captioning scores (BLEU-1..4, ROUGE-L, CIDEr, with Java METEOR) and clinical scores.
 
 The scores are pycocoevalcap's, the toolkit the report-generation papers use, so the numbers
 are comparable with theirs. Texts are prepared as its usual pipeline (``COCOEvalCap``) prepares
@@ -19,17 +19,41 @@ All scores are corpus scores: BLEU is the corpus BLEU (n-gram counts pooled over
 "closest" reference length for the brevity penalty); ROUGE-L, CIDEr (CIDEr-D, x10 scale) and
 METEOR are means over images. CIDEr weighs n-grams by their rarity *across the references of
 all the images scored*, so it is only meaningful for many images at once (for one image it is 0).
+
+Clinical scores (:func:`clinical_scores`) ask instead whether a report *says the right thing*:
+the pathology analogue of the labeler-based clinical-efficacy scores of radiology report
+generation. Each generated report is read back with the grammar's parser
+(:func:`mdnet_utils.data.reports.parse_report`) and its five grades and its conclusion are
+compared with the image's ground truth: one accuracy per feature, one for the conclusion. A
+fluent report with a wrong grade loses here what BLEU hardly notices (one word of 30).
+:func:`clinical_truth` builds a ground-truth entry from grade names or from a data set item's
+grade and label indices.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import shutil
 import warnings
+from collections.abc import Mapping
 
+from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES
+from mdnet_utils.data.reports import parse_report
 from mdnet_utils.data.vocab import tokenize
 
-__all__ = ["caption_scores", "report_agreement", "java_available"]
+__all__ = ["caption_scores", "report_agreement", "java_available", "clinical_scores", "clinical_truth"]
+
+
+def _check_ids(expected: dict, hypotheses: dict, what: str) -> None:
+    """One-sentence ValueError unless ``hypotheses`` has exactly the (non-empty) ids of ``expected``."""
+    missing = sorted(map(str, set(expected) - set(hypotheses)))
+    extra = sorted(map(str, set(hypotheses) - set(expected)))
+    if missing or extra:
+        raise ValueError(f"hypotheses and {what} differ: missing hypotheses for {missing}, "
+                         f"hypotheses without {what} for {extra}.")
+    if not expected:
+        raise ValueError("nothing to score: no images.")
 
 
 def java_available() -> bool:
@@ -87,13 +111,7 @@ def caption_scores(
     Java start-up a call) and Java is available and works. Raises ``ValueError`` when the two
     dicts do not hold the same ids, or when an image has no reference.
     """
-    missing = sorted(map(str, set(references) - set(hypotheses)))
-    extra = sorted(map(str, set(hypotheses) - set(references)))
-    if missing or extra:
-        raise ValueError(f"hypotheses and references differ: missing hypotheses for {missing}, "
-                         f"hypotheses without references for {extra}")
-    if not references:
-        raise ValueError("nothing to score: no images")
+    _check_ids(references, hypotheses, "references")
     empty = sorted(str(k) for k, refs in references.items() if len(refs) == 0)
     if empty:
         raise ValueError(f"images without references: {empty}")
@@ -130,3 +148,111 @@ def report_agreement(reports_per_image: list[list[str]], *, meteor: bool = False
     references = {str(i): list(reps[1:]) for i, reps in enumerate(reports_per_image)}
     hypotheses = {str(i): reps[0] for i, reps in enumerate(reports_per_image)}
     return caption_scores(references, hypotheses, meteor=meteor)
+
+
+# --- clinical scores ------------------------------------------------------------------------
+
+def _grade_name(feature: str, value) -> str | None:
+    """``value`` (a grade name, an index into GRADES[feature], -1 or None) as a grade name or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in GRADES[feature]:
+            raise ValueError(f"unknown grade {value!r} for feature {feature!r} (expected one of {GRADES[feature]}).")
+        return value
+    i = int(value)
+    if i == -1:  # the data set's "unknown"
+        return None
+    if not 0 <= i < len(GRADES[feature]):
+        raise ValueError(f"grade index {i} is out of range for feature {feature!r} ({len(GRADES[feature])} grades).")
+    return GRADES[feature][i]
+
+
+def _class_name(value) -> str | None:
+    """``value`` (a class name, an index into CLASSES, -1 or None) as a class name or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in CLASSES:
+            raise ValueError(f"unknown conclusion {value!r} (expected one of {CLASSES}).")
+        return value
+    i = int(value)
+    if i == -1:
+        return None
+    if not 0 <= i < len(CLASSES):
+        raise ValueError(f"label index {i} is out of range ({len(CLASSES)} classes).")
+    return CLASSES[i]
+
+
+def clinical_truth(grades, label) -> dict:
+    """One ground-truth entry of :func:`clinical_scores`.
+
+    Returns ``{"grades": {feature: grade or None, ...}, "conclusion": class or None}``, every feature present.
+
+    ``grades`` is either a mapping feature -> grade name (a missing feature is unknown) or, as a
+    :class:`~mdnet_utils.data.dataset.ReportDataset` item holds it, a sequence (list, tensor) of
+    5 grade indices in ``FEATURES`` order; ``label`` is a class name or an index into ``CLASSES``.
+    None and the data set's -1 mean unknown. Unknown names and out-of-range indices raise
+    ``ValueError``.
+    """
+    if isinstance(grades, Mapping):
+        unknown = sorted(set(grades) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown features {unknown} (expected some of {FEATURES}).")
+        names = {f: _grade_name(f, grades.get(f)) for f in FEATURES}
+    else:
+        values = grades.tolist() if hasattr(grades, "tolist") else list(grades)
+        if len(values) != len(FEATURES):
+            raise ValueError(f"expected {len(FEATURES)} grades, one per feature of {FEATURES}; got {len(values)}.")
+        names = {f: _grade_name(f, v) for f, v in zip(FEATURES, values)}
+    if hasattr(label, "item"):  # a 0-d tensor or array
+        label = label.item()
+    return {"grades": names, "conclusion": _class_name(label)}
+
+
+def clinical_scores(hypotheses: dict[str, str], truth: dict[str, dict]) -> dict[str, float]:
+    """How often the generated reports state the right grades and conclusion.
+
+    Each hypothesis is read back with :func:`mdnet_utils.data.reports.parse_report`; ``truth``
+    maps the same ids to ``{"grades": {feature: grade}, "conclusion": class}`` (names as in
+    ``GRADES`` and ``CLASSES``; see :func:`clinical_truth`). Returns python floats:
+
+    * under each feature's name (``FEATURES`` order), the share of images whose report states
+      that feature's true grade;
+    * ``"conclusion"``: the same for the conclusion;
+    * ``"features (mean)"``: the mean of the five feature accuracies (of those that have any
+      ground truth);
+    * ``"read"``: the share of reports from which all six sections could be read at all,
+      right or wrong (how often the generator writes a well-formed report).
+
+    A section the parser cannot read (missing, contradictory, garbled) counts as wrong. A
+    feature or conclusion that is missing or None in an image's truth is skipped for that
+    image, so each accuracy is over the images that have that ground truth; a key with none
+    at all is NaN. Raises ``ValueError`` when the id sets differ or are empty, or for a feature,
+    grade or class that does not exist (truth is read as :func:`clinical_truth` reads it, so
+    indices are accepted too).
+    """
+    _check_ids(truth, hypotheses, "truth")
+
+    sections = (*FEATURES, "conclusion")
+    right = dict.fromkeys(sections, 0)
+    counted = dict.fromkeys(sections, 0)
+    fully_read = 0
+    for key, entry in truth.items():
+        read = parse_report(hypotheses[key])
+        said = {**read["grades"], "conclusion": read["conclusion"]}
+        # Through clinical_truth, so that a misspelt name is an error rather than a silent 0.
+        grades = entry.get("grades")
+        t = clinical_truth({} if grades is None else grades, entry.get("conclusion"))
+        want = {**t["grades"], "conclusion": t["conclusion"]}
+        for section in sections:
+            if want[section] is not None:
+                counted[section] += 1
+                right[section] += said[section] == want[section]
+        fully_read += all(v is not None for v in said.values())
+
+    scores = {s: (right[s] / counted[s] if counted[s] else math.nan) for s in sections}
+    features = [scores[f] for f in FEATURES if counted[f]]
+    scores["features (mean)"] = sum(features) / len(features) if features else math.nan
+    scores["read"] = fully_read / len(truth)
+    return {k: float(v) for k, v in scores.items()}

@@ -152,6 +152,15 @@ def load_or_fit(path: str | os.PathLike, model: nn.Module, images: torch.Tensor,
                 if isinstance(v, (int, float, str, bool)) and k != "progress"}  # how it shows is not what it learns
     key = {"tag": tag, "model": type(model).__name__, "n_parameters": sum(p.numel() for p in model.parameters()),
            "data": fingerprint(images, targets), **settings}
+    return cached_fit(path, model, key, lambda: fit(model, images, targets, **fit_kwargs))
+
+
+def cached_fit(path: str | os.PathLike, model: nn.Module, key: dict, run: Callable[[], list[dict]]) -> list[dict]:
+    """``run()`` (which trains ``model`` in place and returns its history) once per ``key``; afterwards load.
+
+    The checkpoint at ``path`` keeps ``key`` and the history in its ``meta``; a checkpoint with another key,
+    or one that cannot be read, means running again and replacing it. ``key`` must be JSON-able.
+    """
     path = Path(path)
     try:  # read the meta first: a mismatched checkpoint must not touch the model's weights
         meta = torch.load(path, map_location="cpu", weights_only=True)["meta"]
@@ -160,7 +169,7 @@ def load_or_fit(path: str | os.PathLike, model: nn.Module, images: torch.Tensor,
     if meta.get("key") == key:
         load_checkpoint(model, path)
         return meta["history"]
-    history = fit(model, images, targets, **fit_kwargs)
+    history = run()
     save_checkpoint(model, path, {"key": key, "history": history})
     return history
 

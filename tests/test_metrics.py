@@ -1,11 +1,12 @@
-"""Specification of the captioning metrics (mdnet_utils.metrics)."""
+"""Specification of the report metrics (mdnet_utils.metrics): captioning and clinical scores."""
 import numpy as np
 import pytest
+import torch
 
 from mdnet_utils import metrics
 from mdnet_utils.data import grades as G
 from mdnet_utils.data.reports import write_reports
-from mdnet_utils.metrics import caption_scores, java_available, report_agreement
+from mdnet_utils.metrics import caption_scores, clinical_scores, clinical_truth, java_available, report_agreement
 
 BASE_KEYS = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"}
 
@@ -138,3 +139,94 @@ def test_the_grammar_agrees_like_pathologists_do():
     assert 0.64 < s["BLEU-4"] < 0.72
     assert 0.64 < s["ROUGE-L"] < 0.74
     assert 1.45 < s["CIDEr"] < 2.0
+
+
+# --- clinical scores -------------------------------------------------------------------------
+
+CLINICAL_KEYS = [*G.FEATURES, "conclusion", "features (mean)", "read"]
+
+
+def test_the_parser_reads_the_grammar_back_completely():
+    """Every report the grammar writes scores 1 everywhere: the clinical score measures the
+    generator, never the parser."""
+    rng = np.random.default_rng(0)
+    hyps, truth = {}, {}
+    for i in range(200):
+        g, in_focus = G.sample_case(rng)
+        c = G.conclusion(g, in_focus)
+        for j, report in enumerate(write_reports(g, c, rng)):
+            hyps[f"{i}/{j}"], truth[f"{i}/{j}"] = report, clinical_truth(g, c)
+    s = clinical_scores(hyps, truth)
+    assert list(s) == CLINICAL_KEYS
+    assert all(type(v) is float for v in s.values())
+    assert s == dict.fromkeys(CLINICAL_KEYS, 1.0)
+
+
+def test_a_hand_checked_case_of_clinical_scores():
+    truth = {
+        "a": clinical_truth({"pleomorphism": "mild", "crowding": "mild", "polarity": "preserved",
+                             "mitosis": "rare", "nucleoli": "inconspicuous"}, "normal"),
+        "b": clinical_truth({"pleomorphism": "severe", "crowding": "severe", "polarity": "completely lost",
+                             "mitosis": "frequent", "nucleoli": "prominent"}, "high grade"),
+        "c": clinical_truth({"pleomorphism": "moderate", "crowding": "moderate", "polarity": "partially lost",
+                             "mitosis": "infrequent", "nucleoli": "prominent"}, "low grade"),
+    }
+    hyps = {
+        # all six sections read, mitosis wrong
+        "a": "there is mild pleomorphism of the nuclei. there is mild crowding of the nuclei. the polarity "
+             "of the cells is preserved. mitotic figures are frequent. the nucleoli are inconspicuous. "
+             "conclusion: normal.",
+        # the nucleoli sentence is missing: nucleoli wrong, not fully read
+        "b": "there is severe pleomorphism of the nuclei. there is severe crowding of the nuclei. the "
+             "polarity of the cells is completely lost. mitotic figures are frequent. conclusion: high grade.",
+        # garbled: pleomorphism and crowding share a sentence (unreadable), mitosis has no grade; a
+        # repeated wording still reads (polarity, nucleoli, conclusion right)
+        "c": "there is moderate pleomorphism crowding of the. polarity partially lost partially lost. "
+             "mitotic figures are. nucleoli prominent prominent. low grade grade.",
+    }
+    s = clinical_scores(hyps, truth)
+    expected = {"pleomorphism": 2 / 3, "crowding": 2 / 3, "polarity": 1.0, "mitosis": 1 / 3,
+                "nucleoli": 2 / 3, "conclusion": 1.0, "features (mean)": 2 / 3, "read": 1 / 3}
+    assert s == pytest.approx(expected)
+
+
+def test_missing_truth_is_skipped_and_no_truth_at_all_is_nan():
+    report = ("there is mild pleomorphism of the nuclei. there is mild crowding of the nuclei. the polarity "
+              "of the cells is preserved. mitotic figures are rare. the nucleoli are inconspicuous. normal.")
+    truth = {"a": {"grades": {"mitosis": "frequent"}, "conclusion": None},       # only mitosis known
+             "b": {"grades": {"mitosis": "rare", "pleomorphism": None}, "conclusion": "normal"}}
+    s = clinical_scores({"a": report, "b": report}, truth)
+    assert s["mitosis"] == 0.5                  # over both images
+    assert s["conclusion"] == 1.0               # over "b" only
+    for f in ("pleomorphism", "crowding", "polarity", "nucleoli"):
+        assert np.isnan(s[f])                   # no ground truth at all
+    assert s["features (mean)"] == 0.5          # the mean of the features that have ground truth
+    assert s["read"] == 1.0
+
+
+def test_clinical_truth_reads_names_and_dataset_indices():
+    """A ReportDataset item holds 5 grade indices (-1 unknown) and a label index (-1 unknown)."""
+    names = {"pleomorphism": "moderate", "crowding": "mild", "polarity": "completely lost",
+             "mitosis": "rare", "nucleoli": "prominent"}
+    by_name = clinical_truth(names, "high grade")
+    assert by_name == {"grades": names, "conclusion": "high grade"}
+    assert clinical_truth(torch.tensor([1, 0, 2, 0, 1]), torch.tensor(2)) == by_name
+    assert clinical_truth([1, -1, 2, 0, -1], -1) == {
+        "grades": {**names, "crowding": None, "nucleoli": None}, "conclusion": None}
+    assert clinical_truth({"mitosis": "rare"}, None)["grades"]["crowding"] is None
+    for bad in (({"mitosis": "many"}, "normal"), ({"mitoses": "rare"}, "normal"), ([0, 0, 0, 0, 2], 0),
+                ([0, 0, 0, 0], 0), ({}, "benign"), ({}, 4)):
+        with pytest.raises(ValueError):
+            clinical_truth(*bad)
+
+
+def test_clinical_scores_refuse_mismatched_ids_and_bad_truth():
+    truth = {"a": clinical_truth({}, "normal"), "b": clinical_truth({}, "low grade")}
+    with pytest.raises(ValueError, match="'b'"):
+        clinical_scores({"a": "normal."}, truth)
+    with pytest.raises(ValueError, match="'c'"):
+        clinical_scores({"a": "normal.", "b": "low grade.", "c": "normal."}, truth)
+    with pytest.raises(ValueError, match="no images"):
+        clinical_scores({}, {})
+    with pytest.raises(ValueError, match="unknown grade"):   # a typo is not a silent 0
+        clinical_scores({"a": "normal."}, {"a": {"grades": {"mitosis": "frequnt"}, "conclusion": "normal"}})

@@ -5,11 +5,19 @@ resnet.py  ImageNet-style ResNets (torchvision's layout and weights) and CIFAR-s
 stream.py  the residual stream of any of them (x_l, F_l(x_l), x_{l+1} per block) and lesions
 heads.py   class activation maps (Eq. (7)), the logit split into members (Eq. (8)), shared and decoupled heads (Eq. (9))
 ecnet.py   the ensemble-connection (Eq. (10)): the authors' released EcNet and the literal every-block reading
+attention.py  where the report generator looks (Eqs. (13)-(14)): the CAM attention and the soft-attention baseline
+decoder.py    the LSTM that writes the report (Eqs. (11)-(12)), its losses, greedy and beam-search decoding
+mdnet.py      the whole MDNet (image model + decoder, CAM of the predicted class) and the Show-Attend-Tell baseline
 """
+from mdnet_utils.models.attention import (CamAttention, SoftAttention, context, doubly_stochastic_penalty,
+                                          flatten_features, standardise_cam)
 from mdnet_utils.models.blocks import (BasicBlock, Bottleneck, PostActBlock, PreActBasicBlock, PreActBlock,
                                        PreActBottleneck, ResidualBlock)
+from mdnet_utils.models.decoder import (Decoded, ReportDecoder, beam_search, greedy_decode, sequence_log_likelihood,
+                                        word_loss)
 from mdnet_utils.models.ecnet import (BlockChannels, EcAddBlock, EcBlock, EcConcatBlock, EcNet, LiteralConcatBlock,
                                       LiteralEcNet, channel_table, ecnet, literal_ecnet, msr_init)
+from mdnet_utils.models.mdnet import Encoded, ReportGenerator, feature_grid, mdnet, mdnet_loss, resnet_sat
 from mdnet_utils.models.heads import (DecoupledHead, LogitDecomposition, SharedHead, class_activation_map, eq7_score,
                                       logit_decomposition, logits_from_cam, model_cam)
 from mdnet_utils.models.resnet import (CifarResNet, PreActResNet, ResNet, cifar_resnet, init_weights, resnet18,
@@ -24,4 +32,8 @@ __all__ = ["ResidualBlock", "PostActBlock", "PreActBlock", "BasicBlock", "Bottle
            "class_activation_map", "logits_from_cam", "eq7_score", "model_cam", "SharedHead", "DecoupledHead",
            "LogitDecomposition", "logit_decomposition", "EcBlock", "EcAddBlock", "EcConcatBlock",
            "LiteralConcatBlock", "EcNet", "LiteralEcNet", "ecnet", "literal_ecnet", "msr_init", "BlockChannels",
-           "channel_table"]
+           "channel_table",
+           "flatten_features", "context", "standardise_cam", "CamAttention", "SoftAttention",
+           "doubly_stochastic_penalty", "ReportDecoder", "word_loss", "sequence_log_likelihood", "Decoded",
+           "greedy_decode", "beam_search", "Encoded", "ReportGenerator", "feature_grid", "mdnet", "mdnet_loss",
+           "resnet_sat"]

@@ -1,0 +1,99 @@
+"""The staged training of report generators, and the scores they are judged by, on a tiny data set."""
+import pytest
+import torch
+
+from mdnet_utils.data import make_synthetic_dataset
+from mdnet_utils.data.dataset import build_vocab
+from mdnet_utils.models.mdnet import mdnet
+from mdnet_utils.report_training import (encode_tiles, evaluate_reports, fit_reports, generate_reports,
+                                         load_report_tiles, rank_by_query)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = make_synthetic_dataset(tmp_path_factory.mktemp("reports") / "ds", n_images=36, image_size=32, seed=5,
+                                  workers=1)
+    vocab = build_vocab(root)
+    return root, vocab, load_report_tiles(root, "train", vocab), load_report_tiles(root, "test", vocab)
+
+
+def _model(vocab):
+    torch.manual_seed(0)
+    return mdnet(len(vocab), depth=11, widen_factor=1, image_size=32, hidden_dim=32)
+
+
+def test_a_split_in_memory_holds_every_reference_report_as_padded_tokens(data):
+    _, vocab, train, _ = data
+    n, r, t = train.tokens.shape
+    assert n == len(train) == len(train.images) and r == 5
+    assert (train.tokens[:, :, 0] == vocab.bos_id).all()
+    first = train.tokens[0, 0]
+    assert vocab.decode(first) == train.reports[0][0]
+    assert set(train.masks) == {"lesion", "mitosis"} and train.masks["lesion"].dtype == torch.bool
+    assert train.images.dtype == torch.uint8
+
+
+def test_the_frozen_stage_trains_the_decoder_and_leaves_the_image_model_alone(data):
+    _, vocab, train, _ = data
+    model = _model(vocab)
+    cnn_before = {k: v.clone() for k, v in model.image_model.state_dict().items()}
+    dec_before = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    history = fit_reports(model, train, stage="decoder", epochs=2, batch_size=8, progress=False)
+    assert len(history) == 2 and history[1]["words_loss"] < history[0]["words_loss"]
+    assert all(torch.equal(v, model.image_model.state_dict()[k]) for k, v in cnn_before.items())
+    assert any(not torch.equal(v, model.decoder.state_dict()[k]) for k, v in dec_before.items())
+
+
+def test_end_to_end_trains_both_and_records_the_class_loss(data):
+    _, vocab, train, _ = data
+    model = _model(vocab)
+    fc_before = model.image_model.fc.weight.clone()
+    history = fit_reports(model, train, stage="end_to_end", epochs=1, batch_size=8, progress=False)
+    assert {"words_loss", "class_loss"} <= set(history[0])
+    assert not torch.equal(fc_before, model.image_model.fc.weight)
+
+
+def test_training_is_deterministic(data):
+    _, vocab, train, _ = data
+    runs = []
+    for _ in range(2):
+        model = _model(vocab)
+        fit_reports(model, train, stage="end_to_end", epochs=1, batch_size=8, progress=False)
+        runs.append(model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_unknown_stages_are_refused(data):
+    _, vocab, train, _ = data
+    with pytest.raises(ValueError, match="stage='cnn'"):
+        fit_reports(_model(vocab), train, stage="cnn", epochs=1)
+
+
+def test_generated_reports_come_with_one_attention_map_per_word_and_every_score(data):
+    _, vocab, _, test = data
+    model = _model(vocab)
+    gen = generate_reports(model, test.images, vocab, max_len=12)
+    assert len(gen.texts) == len(test) and gen.class_logits.shape == (len(test), 4)
+    assert all(a.shape == (len(w), 16) for a, w in zip(gen.alphas, gen.words))
+    scores = evaluate_reports(model, test, vocab, generated=gen)
+    assert set(scores) == {"diagnosis", "teacher-forced loss", "report", "clinical", "attention"}
+    assert "BLEU-4" in scores["report"] and "features (mean)" in scores["clinical"]
+    assert {"lesion", "mitosis"} <= set(scores["attention"])
+
+
+def test_encoding_tiles_in_batches_equals_encoding_them_at_once(data):
+    _, vocab, _, test = data
+    model = _model(vocab).eval()
+    batched = encode_tiles(model, test.images, batch_size=2)
+    with torch.no_grad():
+        whole = model.encode(test.images.float() / 255)
+    assert torch.allclose(batched.features, whole.features, atol=1e-5)
+    assert torch.allclose(batched.cam, whole.cam, atol=1e-5)
+
+
+def test_retrieval_scores_one_value_per_tile_from_the_model_likelihood(data):
+    _, vocab, _, test = data
+    model = _model(vocab)
+    gen = generate_reports(model, test.images, vocab, max_len=12)
+    scores = rank_by_query(model, test.images, vocab, "mitotic figures are frequent.", gen)
+    assert scores.shape == (len(test),) and torch.isfinite(scores).all() and (scores < 0).all()

@@ -11,9 +11,11 @@ pipeline keeps brackets (as ``-lrb-``, ``-lsb-`` ...: it lowercases them before 
 punctuation filter) and ``%``, keeps ``n/c`` or ``3/10`` whole, and splits ``'s`` off its word.
 So a report scores the same with or without its periods, commas and colons.
 
-METEOR is computed only when asked (``meteor=True``) and ``java`` is on the PATH; if it fails
-anyway the key is left out with a warning, never filled with a made-up 0. It starts a Java
-process that loads a 60 MB paraphrase table (about 15 s a call), hence off by default.
+``caption_scores`` computes METEOR whenever ``java`` is on the PATH (``meteor=None``, the default;
+``meteor=False`` skips it); without Java, or if it fails (with a warning), the key is left out,
+never filled with a made-up 0. It starts a Java process that loads a 60 MB paraphrase table
+(about 15 s a call), so ``report_agreement`` and the training loops' scores leave it out unless
+asked (``meteor=True``).
 
 All scores are corpus scores: BLEU is the corpus BLEU (n-gram counts pooled over all images,
 "closest" reference length for the brevity penalty); ROUGE-L, CIDEr (CIDEr-D, x10 scale) and
@@ -98,7 +100,7 @@ def caption_scores(
     references: dict[str, list[str]],
     hypotheses: dict[str, str],
     *,
-    meteor: bool = False,
+    meteor: bool | None = None,
 ) -> dict[str, float]:
     """Score one hypothesis per image against that image's reference texts.
 
@@ -107,8 +109,9 @@ def caption_scores(
     :func:`mdnet_utils.data.vocab.tokenize` and stripped of punctuation tokens before scoring, as
     pycocoevalcap's PTBTokenizer does, without needing Java: case, spacing and punctuation do not
     change the scores. Returns python floats under ``"BLEU-1"`` .. ``"BLEU-4"``, ``"ROUGE-L"``,
-    ``"CIDEr"``, plus ``"METEOR"`` when ``meteor`` is true (it is not by default: about 15 s of
-    Java start-up a call) and Java is available and works. Raises ``ValueError`` when the two
+    ``"CIDEr"``, plus ``"METEOR"`` when Java is on the PATH and works (``meteor=None``, the
+    default; about 15 s of Java start-up a call). ``meteor=False`` leaves it out whatever is
+    installed; without Java the key is absent, never a made-up 0. Raises ``ValueError`` when the two
     dicts do not hold the same ids, or when an image has no reference.
     """
     _check_ids(references, hypotheses, "references")
@@ -128,7 +131,7 @@ def caption_scores(
     scores = {f"BLEU-{n + 1}": float(b) for n, b in enumerate(bleu)}
     scores["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
-    if meteor and java_available():
+    if meteor is not False and java_available():
         value = _meteor(gts, res)
         if value is not None:
             scores["METEOR"] = value
@@ -140,7 +143,8 @@ def report_agreement(reports_per_image: list[list[str]], *, meteor: bool = False
 
     For each image, its first report is the hypothesis and its other reports the references
     ("report 1 scored against the other 4" for BCIDR's five reports); the scores are those of
-    :func:`caption_scores`. Every image needs at least two reports.
+    :func:`caption_scores`, METEOR only with ``meteor=True`` (15 s). Every image needs at least
+    two reports.
     """
     short = [i for i, reps in enumerate(reports_per_image) if len(reps) < 2]
     if short:

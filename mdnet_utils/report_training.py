@@ -232,9 +232,11 @@ def teacher_forced_loss(model: ReportGenerator, tiles: ReportTiles, batch_size: 
 
 
 def evaluate_reports(model: ReportGenerator, tiles: ReportTiles, vocab: Vocabulary, *,
-                     generated: Generated | None = None, beam_size: int = 1, max_len: int = 60) -> dict:
+                     generated: Generated | None = None, beam_size: int = 1, max_len: int = 60,
+                     meteor: bool | None = False) -> dict:
     """Every score of Part III on ``tiles``: {"diagnosis", "teacher-forced loss", "report", "clinical",
-    "attention"}. ``generated`` reuses reports already written for these tiles."""
+    "attention"}. ``generated`` reuses reports already written for these tiles. ``meteor`` as in
+    ``caption_scores``, but off by default here (15 s of Java a call); None: whenever Java is there."""
     from mdnet_utils.localisation import attention_localisation
     from mdnet_utils.metrics import caption_scores, clinical_scores
 
@@ -244,7 +246,7 @@ def evaluate_reports(model: ReportGenerator, tiles: ReportTiles, vocab: Vocabula
     return {
         "diagnosis": float((gen.class_logits.argmax(1) == tiles.labels)[labelled].float().mean()),
         "teacher-forced loss": teacher_forced_loss(model, tiles),
-        "report": caption_scores(tiles.references(), hyps),
+        "report": caption_scores(tiles.references(), hyps, meteor=meteor),
         "clinical": clinical_scores(hyps, tiles.truth()),
         "attention": attention_localisation(gen.alphas, gen.words, tiles.masks, grid=gen.grid),
     }

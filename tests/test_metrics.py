@@ -11,11 +11,16 @@ from mdnet_utils.metrics import caption_scores, clinical_scores, clinical_truth,
 BASE_KEYS = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"}
 
 
+def scores(references, hypotheses):
+    """caption_scores without METEOR (15 s of Java a call); the METEOR tests below call it directly."""
+    return caption_scores(references, hypotheses, meteor=False)
+
+
 def test_identical_hypothesis_scores_one():
     refs = {"a": ["mild nuclear pleomorphism is present. low grade."],
             "b": ["mitosis is frequent throughout the tissue. high grade."]}
     hyps = {k: v[0] for k, v in refs.items()}
-    s = caption_scores(refs, hyps)
+    s = scores(refs, hyps)
     assert set(s) == BASE_KEYS
     assert all(type(v) is float for v in s.values())
     assert s["BLEU-4"] == pytest.approx(1.0, abs=1e-6)
@@ -25,7 +30,7 @@ def test_identical_hypothesis_scores_one():
 def test_a_hand_checked_case():
     # 4 words, 3 matching in place, same length: BLEU-1 = 3/4, BLEU-2 = sqrt(3/4 * 2/3),
     # LCS = 3 so ROUGE-L precision = recall = 3/4.
-    s = caption_scores({"x": ["mild pleomorphism is present"]},
+    s = scores({"x": ["mild pleomorphism is present"]},
                        {"x": "mild pleomorphism is absent"})
     assert s["BLEU-1"] == pytest.approx(0.75, abs=1e-6)
     assert s["BLEU-2"] == pytest.approx(np.sqrt(0.5), abs=1e-6)
@@ -33,7 +38,7 @@ def test_a_hand_checked_case():
 
 
 def test_a_disjoint_hypothesis_scores_zero():
-    s = caption_scores({"x": ["mild pleomorphism is present"]},
+    s = scores({"x": ["mild pleomorphism is present"]},
                        {"x": "severe crowding seen everywhere"})
     assert s["BLEU-1"] == pytest.approx(0.0, abs=1e-6)
     assert s["ROUGE-L"] == pytest.approx(0.0, abs=1e-6)
@@ -42,18 +47,18 @@ def test_a_disjoint_hypothesis_scores_zero():
 def test_texts_are_tokenized_like_the_vocabulary():
     """Case and the spacing of punctuation do not change the scores."""
     refs = {"x": ["Polarity is lost, mitosis frequent."]}
-    assert caption_scores(refs, {"x": "polarity is lost , mitosis frequent ."})["BLEU-4"] \
+    assert scores(refs, {"x": "polarity is lost , mitosis frequent ."})["BLEU-4"] \
         == pytest.approx(1.0, abs=1e-6)
 
 
 def test_punctuation_is_dropped_as_the_ptb_tokenizer_does():
     """A hypothesis that differs only in punctuation scores 1; marks never count as matches."""
     refs = {"x": ["conclusion: low grade. polarity is lost, mitosis frequent."]}
-    s = caption_scores(refs, {"x": "conclusion low grade; polarity is lost - mitosis frequent!"})
+    s = scores(refs, {"x": "conclusion low grade; polarity is lost - mitosis frequent!"})
     assert s["BLEU-4"] == pytest.approx(1.0, abs=1e-6)
     assert s["ROUGE-L"] == pytest.approx(1.0, abs=1e-6)
     # Only the marks in common: nothing matches (with the marks as tokens BLEU-1 would be 1/3).
-    s = caption_scores({"x": ["mild pleomorphism. low grade."]},
+    s = scores({"x": ["mild pleomorphism. low grade."]},
                        {"x": "severe crowding. high risk."})
     assert s["BLEU-1"] == pytest.approx(0.0, abs=1e-6)
     assert s["ROUGE-L"] == pytest.approx(0.0, abs=1e-6)
@@ -62,20 +67,39 @@ def test_punctuation_is_dropped_as_the_ptb_tokenizer_does():
 def test_mismatched_ids_raise_naming_them():
     refs = {"a": ["low grade."], "b": ["high grade."]}
     with pytest.raises(ValueError, match="'b'"):
-        caption_scores(refs, {"a": "low grade."})
+        scores(refs, {"a": "low grade."})
     with pytest.raises(ValueError, match="'c'"):
-        caption_scores(refs, {"a": "low grade.", "b": "high grade.", "c": "normal."})
+        scores(refs, {"a": "low grade.", "b": "high grade.", "c": "normal."})
     with pytest.raises(ValueError):
-        caption_scores({"a": []}, {"a": "low grade."})
+        scores({"a": []}, {"a": "low grade."})
 
 
 def test_nothing_is_printed(capsys):
-    caption_scores({"x": ["mild pleomorphism is present"]}, {"x": "mild pleomorphism"})
+    scores({"x": ["mild pleomorphism is present"]}, {"x": "mild pleomorphism"})
     assert capsys.readouterr().out == ""
 
 
-def test_no_meteor_unless_asked(monkeypatch):
-    """METEOR costs a Java start-up, so it is off by default even where Java is available."""
+class FakeMeteor:
+    """Stands in for pycocoevalcap's Java METEOR: same interface, constant score."""
+    def __init__(self):
+        import threading
+        self.lock = threading.Lock()
+
+    def compute_score(self, gts, res):
+        return 0.25, [0.25] * len(res)
+
+
+def test_meteor_is_in_by_default_where_java_is_on_the_path(monkeypatch):
+    import pycocoevalcap.meteor.meteor as m
+
+    monkeypatch.setattr(metrics.shutil, "which", lambda name: "/usr/bin/java")
+    monkeypatch.setattr(m, "Meteor", FakeMeteor)
+    s = caption_scores({"x": ["low grade."]}, {"x": "low grade."})
+    assert set(s) == BASE_KEYS | {"METEOR"} and s["METEOR"] == 0.25
+
+
+def test_meteor_is_left_out_when_declined_and_by_the_ceiling_unless_asked(monkeypatch):
+    """METEOR costs a Java start-up: meteor=False skips it, and report_agreement asks for it explicitly."""
     import pycocoevalcap.meteor.meteor as m
 
     class MustNotStart:
@@ -84,12 +108,13 @@ def test_no_meteor_unless_asked(monkeypatch):
 
     monkeypatch.setattr(metrics.shutil, "which", lambda name: "/usr/bin/java")
     monkeypatch.setattr(m, "Meteor", MustNotStart)
-    assert set(caption_scores({"x": ["low grade."]}, {"x": "low grade."})) == BASE_KEYS
+    assert set(caption_scores({"x": ["low grade."]}, {"x": "low grade."}, meteor=False)) == BASE_KEYS
     assert set(report_agreement([["low grade.", "low grade."]])) == BASE_KEYS
 
 
-def test_no_meteor_without_java(monkeypatch):
+def test_no_meteor_without_java_not_even_a_zero(monkeypatch):
     monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
+    assert set(caption_scores({"x": ["low grade."]}, {"x": "low grade."})) == BASE_KEYS
     assert set(caption_scores({"x": ["low grade."]}, {"x": "low grade."}, meteor=True)) == BASE_KEYS
 
 
@@ -112,7 +137,7 @@ def test_meteor_with_java():
     """Slow (~15 s): METEOR's Java process loads a 60 MB paraphrase table."""
     refs = {"a": ["mild nuclear pleomorphism is present."], "b": ["mitosis is frequent."]}
     hyps = {"a": "mild nuclear pleomorphism is present.", "b": "normal."}
-    s = caption_scores(refs, hyps, meteor=True)
+    s = caption_scores(refs, hyps)
     assert set(s) == BASE_KEYS | {"METEOR"}
     assert 0.0 < s["METEOR"] < 1.0
 

@@ -4,6 +4,10 @@
            check a dataset (any source):  data --check DIR
     bench  run a benchmark, print JSON:  bench data | bench resnet
     notebooks run [PATH ...]             execute notebooks in place, full mode (make run)
+    train  train MDNet (or the baseline) on a dataset in the annotation.json layout:
+           train --data DIR --out RUN [--model mdnet|resnet-sat] [--epochs E] [--batch-size B]
+                 [--image-size S] [--seed K] [--resume] [--bf16]   (also under torchrun)
+    evaluate  every Part III score the data supports:  evaluate --run RUN --data DIR [--split test]
 
 Bad input ends with one sentence on stderr and exit status 2.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -52,6 +57,38 @@ def _cmd_notebooks(args: argparse.Namespace) -> None:
     run_notebooks([Path(p) for p in args.paths] or None)
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from mdnet_utils.runs import train_run
+
+    history = train_run(args.data, args.out, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                        image_size=args.image_size, seed=args.seed, resume=args.resume, min_count=args.min_count,
+                        max_len=args.max_len, bf16=args.bf16)
+    if history and int(os.environ.get("RANK", "0")) == 0:
+        print(f"{args.out}: {len(history)} epochs; metrics in metrics.jsonl, best model in best.pt")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from mdnet_utils.runs import evaluate_run
+
+    scores = evaluate_run(args.run, args.data, split=args.split, meteor=None if args.meteor else False)
+    out = Path(args.run) / f"scores-{args.split}.json"
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(scores, indent=1) + "\n")
+    os.replace(tmp, out)
+    for group, values in scores.items():
+        if not isinstance(values, dict):
+            print(f"{group:32s} {values:.4f}")
+            continue
+        for name, value in values.items():
+            if isinstance(value, dict):
+                print(f"{group + ' / ' + name:32s} " + "  ".join(f"{k} {v:.4g}" for k, v in value.items()))
+            else:
+                print(f"{group + ' / ' + name:32s} {value:.4f}")
+    print(f"written to {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mdnet_utils import config
 
@@ -76,6 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["run"])
     p.add_argument("paths", nargs="*", help="notebooks to run (default: all of notebooks/)")
     p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("train", help="train MDNet or the baseline on a dataset in the annotation.json layout")
+    p.add_argument("--data", required=True, help="dataset folder (annotation.json, images/)")
+    p.add_argument("--out", required=True, help="run folder to write (must be new or empty, unless --resume)")
+    p.add_argument("--model", default="mdnet", help="mdnet or resnet-sat (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs over the three stages (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="global batch of cases (default %(default)s)")
+    p.add_argument("--image-size", type=int, default=64, help="images are resized to this (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--min-count", type=int, default=3, help="vocabulary: words seen this often (default %(default)s)")
+    p.add_argument("--max-len", type=int, default=60, help="reports are cut to this many tokens (default %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the forward pass")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a run's best model on a split; writes RUN/scores-SPLIT.json")
+    p.add_argument("--run", required=True, help="run folder written by train")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="test", help="split to score (default %(default)s)")
+    p.add_argument("--meteor", action="store_true", help="also METEOR (needs Java; about 15 s)")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

@@ -24,11 +24,13 @@ score (``metrics.clinical_scores``); attention localisation for the words that n
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -71,14 +73,29 @@ class ReportTiles:
         return {i: clinical_truth(g.tolist(), int(y)) for i, g, y in zip(self.ids, self.grades, self.labels)}
 
 
-def load_report_tiles(root: str | os.PathLike, split: str, vocab: Vocabulary, *, limit: int | None = None) -> ReportTiles:
-    """Read a split (its first ``limit`` tiles) into memory. Tiles must share one number of reports R
-    (else the smallest is used)."""
-    ds = ReportDataset(root, split, vocab=vocab)
+def load_report_tiles(root: str | os.PathLike, split: str, vocab: Vocabulary, *, limit: int | None = None,
+                      image_size: int | None = None, max_len: int | None = None) -> ReportTiles:
+    """Read a split (its first ``limit`` tiles) into memory, images resized to ``image_size`` (antialiased
+    bilinear; None keeps them), reports cut to ``max_len`` tokens (with a warning). Tiles must share one
+    number of reports R (else the smallest is used). Cases with several views give images (N, V, 3, H, W)."""
+    transform = None
+    if image_size is not None:
+        def transform(x: torch.Tensor) -> torch.Tensor:
+            if tuple(x.shape[-2:]) == (image_size, image_size):
+                return x
+            return F.interpolate(x.unsqueeze(0), size=(image_size, image_size), mode="bilinear",
+                                 antialias=True, align_corners=False)[0].clamp(0, 1)
+    ds = ReportDataset(root, split, transform, vocab=vocab)
     n = len(ds) if limit is None else min(limit, len(ds))
     items = [ds[i] for i in range(n)]
     r = min(len(it["reports"]) for it in items)
     seqs = [[vocab.encode(rep) for rep in it["reports"][:r]] for it in items]
+    if max_len is not None:
+        cut = sum(len(s) > max_len for reps in seqs for s in reps)
+        if cut:
+            warnings.warn(f"{cut} reports of split {split!r} are longer than max_len={max_len} tokens and were "
+                          "truncated.", stacklevel=2)
+        seqs = [[s if len(s) <= max_len else s[:max_len - 1] + [vocab.eos_id] for s in reps] for reps in seqs]
     t = max(len(s) for reps in seqs for s in reps)
     tokens = torch.full((n, r, t), vocab.pad_id, dtype=torch.long)
     for i, reps in enumerate(seqs):
@@ -135,52 +152,83 @@ def fit_reports(model: ReportGenerator, train: ReportTiles, *, stage: str, epoch
         raise ValueError(f"stage={stage!r}: fit_reports trains 'decoder' or 'end_to_end'.")
     if epochs < 1:
         raise ValueError(f"epochs={epochs}: need at least 1.")
-    device = _device(model)
     gen = torch.Generator().manual_seed(seed)
-    frozen = stage == "decoder"
-    params = list((model.decoder if frozen else model).parameters())
-    encoded = encode_tiles(model, train.images) if frozen else None
+    params = list((model.decoder if stage == "decoder" else model).parameters())
+    encoded = encode_tiles(model, train.images) if stage == "decoder" else None
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps = epochs * ((len(train) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
     history = []
     bar = tqdm(range(epochs), desc=progress if isinstance(progress, str) else stage, disable=not progress)
     for epoch in bar:
-        model.train()
-        if frozen:
-            model.image_model.eval()  # frozen means its batch-norm statistics too
         order = torch.randperm(len(train), generator=gen)
-        sums, n = {}, 0
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            tokens = train.tokens[idx]
-            if reports_per_tile is not None and reports_per_tile < tokens.shape[1]:
-                pick = torch.rand(tokens.shape[:2], generator=gen).argsort(dim=1)[:, :reports_per_tile]
-                tokens = tokens.gather(1, pick.unsqueeze(2).expand(-1, -1, tokens.shape[2]))
-            tokens = _batch_tokens(tokens).to(device)
-            if frozen:
-                out = model.decode_teacher_forced(encoded[idx.to(encoded.features.device)], tokens)
-                loss, parts = mdnet_loss(out, tokens, None, attention_weight=attention_weight)
-            else:
-                x = augment(train.images[idx].to(device).float() / 255.0, gen)
-                labels = train.labels[idx].to(device)
-                out = model(x, tokens)
-                loss, parts = mdnet_loss(out, tokens, labels if bool((labels >= 0).all()) else None,
-                                         class_weight=class_weight, attention_weight=attention_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            sched.step()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v * len(idx)
-            n += len(idx)
-        record = {"epoch": epoch + 1, **{f"{k}_loss": v / n for k, v in sums.items()}}
+        losses = train_epoch(model, train, order, stage=stage, optimizer=opt, scheduler=sched, gen=gen,
+                             batch_size=batch_size, class_weight=class_weight, attention_weight=attention_weight,
+                             reports_per_tile=reports_per_tile, encoded=encoded)
+        record = {"epoch": epoch + 1, **losses}
         if evaluate is not None:
             record.update(evaluate(model))
         bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
         history.append(record)
     return history
+
+
+def train_epoch(model: ReportGenerator, train: ReportTiles, order: torch.Tensor, *, stage: str, optimizer, scheduler,
+                gen: torch.Generator, batch_size: int, class_weight: float = 0.1, attention_weight: float = 0.0,
+                reports_per_tile: int | None = None, encoded: Encoded | None = None,
+                wrapped: nn.Module | None = None, autocast: bool = False) -> dict[str, float]:
+    """One pass over ``train`` in the given ``order`` (tile indices), one optimizer step per batch.
+
+    ``stage``: ``"diagnosis"`` (the image model on the class loss alone), ``"decoder"`` (image model frozen, in
+    eval mode; ``encoded`` may hold the tiles already encoded) or ``"end_to_end"``. ``gen`` draws the
+    augmentation and the reports picked. ``wrapped`` is what to call instead of ``model`` (a
+    DistributedDataParallel wrapper); ``autocast`` runs the forward pass in bfloat16. Returns the mean losses.
+    """
+    device = _device(model)
+    net = wrapped or model
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    model.train()
+    if stage == "decoder":
+        model.image_model.eval()  # frozen means its batch-norm statistics too
+    sums, n = {}, 0
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        tokens = train.tokens[idx]
+        if reports_per_tile is not None and reports_per_tile < tokens.shape[1]:
+            pick = torch.rand(tokens.shape[:2], generator=gen).argsort(dim=1)[:, :reports_per_tile]
+            tokens = tokens.gather(1, pick.unsqueeze(2).expand(-1, -1, tokens.shape[2]))
+        tokens = _batch_tokens(tokens).to(device)
+        labels = train.labels[idx].to(device)
+        labels = labels if bool((labels >= 0).all()) else None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            if stage == "decoder":  # no augmentation: the frozen stage sees the tiles as they are
+                out = (model.decode_teacher_forced(encoded[idx.to(encoded.features.device)], tokens)
+                       if encoded is not None else net(_as_input(train.images[idx], device), tokens, stage=stage))
+                loss, parts = mdnet_loss(out, tokens, None, attention_weight=attention_weight)
+            elif stage == "diagnosis":
+                if labels is None:
+                    raise ValueError("the diagnosis stage needs a label for every training image.")
+                out = net(augment(_as_input(train.images[idx], device), gen), None, stage=stage)
+                loss = nn.functional.cross_entropy(out["class_logits"].float(), labels)
+                parts = {"class": float(loss.detach())}
+            else:
+                out = net(augment(_as_input(train.images[idx], device), gen), tokens)
+                loss, parts = mdnet_loss(out, tokens, labels, class_weight=class_weight,
+                                         attention_weight=attention_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 5.0)
+        optimizer.step()
+        scheduler.step()
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v * len(idx)
+        n += len(idx)
+    return {f"{k}_loss": v / n for k, v in sums.items()}
+
+
+def _as_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 tiles (B, 3, H, W) or views (B, V, 3, H, W) as floats in [0, 1] on ``device``."""
+    return images.to(device).float() / 255.0
 
 
 @dataclass

@@ -34,11 +34,11 @@ def load_tiles(root: str | os.PathLike, split: str) -> tuple[torch.Tensor, torch
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A random flip and a random right-angle turn, the same for the whole batch."""
+    """A random flip and a random right-angle turn, the same for the whole batch (and every view of a case)."""
     if torch.rand((), generator=gen) < 0.5:
-        x = x.flip(3)
+        x = x.flip(-1)
     k = int(torch.randint(0, 4, (), generator=gen))
-    return torch.rot90(x, k, dims=(2, 3))
+    return torch.rot90(x, k, dims=(-2, -1))
 
 
 def _to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:

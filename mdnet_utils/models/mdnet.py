@@ -68,25 +68,50 @@ class ReportGenerator(nn.Module):
             raise ValueError("the image model needs a linear head 'fc' (the classifier whose weights make the CAM).")
         self.image_model = image_model
         self.decoder = decoder
+        #: No labels to train the classifier on: its CAM means nothing, so c is set to zeros (Eq. (14) without c).
+        self.unconditioned = False
 
     @property
     def uses_cam(self) -> bool:
         """True for MDNet's attention (Eq. (14)), False for the Show-Attend-Tell baseline."""
         return isinstance(self.decoder.attention, CamAttention)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The image model's last feature maps y_L, (B, D, h, w). Several views of one case, (B, V, 3, H, W) (IU
+        X-Ray's frontal and lateral images), are encoded one by one and fused by averaging their feature maps
+        position by position (our choice: the simplest fusion that keeps the grid, so the CAM and the attention
+        still have one map per case)."""
+        if images.dim() == 5:
+            b, v = images.shape[:2]
+            y = self.image_model.features(images.flatten(0, 1))
+            return y.unflatten(0, (b, v)).mean(dim=1)
+        return self.image_model.features(images)
+
     def encode(self, images: torch.Tensor) -> Encoded:
         """Diagnose ``images`` (B, 3, H, W) and hand over features and the predicted class's CAM."""
-        y = self.image_model.features(images)
+        y = self.features(images)
         logits = self.image_model.fc(y.mean(dim=(2, 3)))
         cam = class_activation_map(y, self.image_model.fc.weight, logits.argmax(1)).flatten(1).detach()
+        if self.unconditioned:
+            cam = torch.zeros_like(cam)
         return Encoded(logits, flatten_features(y), cam, tuple(y.shape[-2:]))
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor | None, *,
+                stage: str = "end_to_end") -> dict[str, torch.Tensor]:
         """Teacher forcing. ``tokens`` (B R, T) holds R reports per image, in image order (R = 1 for one).
 
         Returns ``class_logits`` (B, C), ``word_logits`` (B R, T-1, V) and ``alphas`` (B R, T-1, N).
+        ``stage`` says what trains, so that one call serves every stage (a DistributedDataParallel wrapper
+        only synchronises what goes through ``forward``): ``"diagnosis"`` returns the class logits alone,
+        ``"decoder"`` encodes without gradient (the image model frozen), ``"end_to_end"`` everything.
         """
-        enc = self.encode(images)
+        if stage == "diagnosis":
+            return {"class_logits": self.image_model.fc(self.features(images).mean(dim=(2, 3)))}
+        if stage == "decoder":
+            with torch.no_grad():
+                enc = self.encode(images)
+        else:
+            enc = self.encode(images)
         if tokens.shape[0] % images.shape[0]:
             raise ValueError(f"{tokens.shape[0]} reports for {images.shape[0]} images: need the same number per image.")
         return self.decode_teacher_forced(enc, tokens)

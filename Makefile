@@ -42,6 +42,7 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m mdnet_utils bench data
 	$(BIN)/python -m mdnet_utils bench resnet
+	$(BIN)/python -m mdnet_utils bench train
 
 clean:
 	rm -rf $(VENV) runs data/synthetic-* data/.synthetic-*

@@ -2,12 +2,16 @@
 
     data   build the synthetic dataset:  data --out DIR [--n-images N] [--size S] [--seed K]
            check a dataset (any source):  data --check DIR
-    bench  run a benchmark, print JSON:  bench data | bench resnet
+    bench  run a benchmark, print JSON:  bench data | bench resnet | bench train
     notebooks run [PATH ...]             execute notebooks in place, full mode (make run)
     train  train MDNet (or the baseline) on a dataset in the annotation.json layout:
            train --data DIR --out RUN [--model mdnet|resnet-sat] [--epochs E] [--batch-size B]
                  [--image-size S] [--seed K] [--resume] [--bf16]   (also under torchrun)
     evaluate  every Part III score the data supports:  evaluate --run RUN --data DIR [--split test]
+    report  diagnose and report on image files, a diagnosis card each (DIR/<stem>.png, DIR/reports.json):
+           report --run RUN IMAGE [IMAGE ...] --out DIR [--beam K]
+    plot    learning curves (curves.png, scores.png) and evaluate's scores (scores-SPLIT.png) as PNG:
+           plot RUN [--out DIR]   (default DIR: RUN)
 
 Bad input ends with one sentence on stderr and exit status 2.
 """
@@ -89,6 +93,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"written to {out}")
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    from mdnet_utils.reporting import report_images
+
+    for r in report_images(args.run, args.images, args.out, beam_size=args.beam):
+        confidence = "" if r["confidence"] is None else f" ({r['confidence']:.0%})"
+        print(f"{r['image']}: {r['diagnosis']}{confidence}: {r['report']}  [{os.path.join(args.out, r['png'])}]")
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from mdnet_utils.reporting import plot_run
+
+    for path in plot_run(args.run, args.out):
+        print(f"written {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mdnet_utils import config
 
@@ -134,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split to score (default %(default)s)")
     p.add_argument("--meteor", action="store_true", help="also METEOR (needs Java; about 15 s)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="diagnose and report on image files with a run's best model")
+    p.add_argument("--run", required=True, help="run folder written by train")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
+    p.add_argument("--out", required=True, help="folder for the cards (<stem>.png) and reports.json")
+    p.add_argument("--beam", type=int, default=1, help="beam size (default %(default)s: greedy)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("plot", help="a run's learning curves and evaluate's scores as PNG")
+    p.add_argument("run", help="run folder written by train")
+    p.add_argument("--out", help="folder for the PNG files (default: the run folder)")
+    p.set_defaults(func=_cmd_plot)
     return parser
 
 

@@ -94,4 +94,122 @@ def bench_resnet(batch_size: int = 16, image_size: int = 112, steps: int = 12, w
             "machine": machine()}
 
 
-BENCHMARKS = {"data": bench_data, "resnet": bench_resnet}
+def _synthetic_reports(n: int, length: int, vocab_size: int, gen) -> "torch.Tensor":
+    """(n, length) ids <bos> (1), words (4, 5, ...), <eos> (2), <pad> (0); rows length/2 .. length long, row 0 full."""
+    import torch
+
+    lengths = torch.randint(length // 2, length + 1, (n, 1), generator=gen)
+    lengths[0] = length
+    pos = torch.arange(length)
+    tokens = torch.randint(4, vocab_size, (n, length), generator=gen)
+    return tokens.masked_fill(pos == 0, 1).masked_fill(pos == lengths - 1, 2).masked_fill(pos >= lengths, 0)
+
+
+def _decoder_pair(batch: int, steps: int, vocab_size: int = 100, image_size: int = 64, seed: int = 0):
+    """The CLI's MDNet decoder (eval mode: no dropout, so both sides compute the same), a straightforward reference
+    of Eqs. (12)-(14) on copies of its weights, seeded features (B, N, D) (taking gradients, as end to end), tokens
+    (B, steps+1), cam (B, N). -> (run, nets, features); ``run("package" | "reference")``: forward + backward, loss."""
+    import copy
+
+    import torch
+
+    from mdnet_utils.models.decoder import word_loss
+    from mdnet_utils.models.mdnet import mdnet
+
+    torch.manual_seed(seed)
+    dec = mdnet(vocab_size, image_size=image_size).decoder.eval()
+    ref = torch.nn.ModuleDict({name: copy.deepcopy(module) for name, module in (
+        ("E", dec.embedding), ("init_h", dec.init_h), ("init_c", dec.init_c), ("W_h", dec.attention.W_h),
+        ("W_att", dec.attention.W_att), ("lstm", dec.lstm), ("out", dec.out))})   # the decoder's parameter order
+    gen, n_pos = torch.Generator().manual_seed(seed), dec.attention.num_positions
+    features = torch.randn(batch, n_pos, dec.feature_dim, generator=gen).requires_grad_()
+    tokens = _synthetic_reports(batch, steps + 1, vocab_size, gen)
+    cam = torch.randn(batch, n_pos, generator=gen)
+
+    def reference():
+        mean = features.mean(dim=1)
+        h, c = torch.tanh(ref["init_h"](mean)), torch.tanh(ref["init_c"](mean))
+        c_std = (cam - cam.mean(1, keepdim=True)) / torch.sqrt(cam.var(1, unbiased=False, keepdim=True) + 1e-5)
+        embedded, logits = ref["E"](tokens[:, :-1]), []
+        for t in range(embedded.shape[1]):
+            a = torch.softmax(ref["W_att"](torch.tanh(ref["W_h"](h) + c_std)), dim=-1)   # Eq. (14)
+            z = (a.unsqueeze(-1) * features).sum(dim=1)                                  # Eq. (13)
+            h, c = ref["lstm"](torch.cat([embedded[:, t], z], dim=-1), (h, c))           # Eq. (12)
+            logits.append(ref["out"](h))
+        targets = tokens[:, 1:]
+        return torch.nn.functional.cross_entropy(torch.stack(logits, 1)[targets != 0], targets[targets != 0])
+
+    nets = {"package": dec, "reference": ref}
+
+    def run(name: str) -> float:
+        features.grad = None
+        nets[name].zero_grad(set_to_none=True)
+        loss = word_loss(dec(features, tokens, cam)[0], tokens) if name == "package" else reference()
+        loss.backward()
+        return float(loss.detach())
+    return run, nets, features
+
+
+def check_decoder_reference(batch: int = 4, steps: int = 6, *, pair=None, **kw) -> tuple[float, float]:
+    """(package loss, reference loss) on the same weights and inputs (``_decoder_pair``). Raises if the losses,
+    or the gradients of the features and of every weight, differ by more than 1e-5."""
+    run, nets, features = pair or _decoder_pair(batch, steps, **kw)
+    losses, grads = [], []
+    for name in ("package", "reference"):
+        losses.append(run(name))
+        grads.append([features.grad, *(p.grad for p in nets[name].parameters())])
+    if abs(losses[0] - losses[1]) > 1e-5 or not all(a.allclose(b, rtol=1e-5, atol=1e-5) for a, b in zip(*grads)):
+        raise RuntimeError(f"the reference decoder disagrees with the package's: losses {losses}.")
+    return losses[0], losses[1]
+
+
+def bench_train(batch_size: int = 32, reports: int = 5, length: int = 42, vocab_size: int = 100,
+                image_size: int = 64, steps: int = 6, warmup: int = 2, rounds: int = 5) -> dict:
+    """1. One end-to-end ``train_epoch`` step (forward, backward, clipping, AdamW) of the CLI's MDNet on batch_size
+    synthetic cases, each with ``reports``; the median of ``steps`` after ``warmup``. 2. The package's decoder against
+    the reference of ``_decoder_pair`` (checked to agree first, also the warm-up) on batch_size * reports rows, timed
+    alternately for ``rounds``: the ratio package / reference of the medians (goal: at most 1)."""
+    import statistics
+
+    import torch
+
+    from mdnet_utils.models.mdnet import mdnet
+    from mdnet_utils.report_training import ReportTiles, train_epoch
+
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model, n = mdnet(vocab_size, image_size=image_size), batch_size
+    tiles = ReportTiles(torch.randint(0, 256, (n, 3, image_size, image_size), dtype=torch.uint8, generator=gen),
+                        torch.randint(0, 4, (n,), generator=gen), torch.full((n, 5), -1),
+                        _synthetic_reports(n * reports, length, vocab_size, gen).view(n, reports, length),
+                        masks={}, ids=[str(i) for i in range(n)], reports=[[]] * n)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=warmup + steps)
+    times = []
+    for _ in range(warmup + steps):
+        start = time.perf_counter()
+        train_epoch(model, tiles, torch.arange(n), stage="end_to_end", optimizer=opt, scheduler=sched, gen=gen,
+                    batch_size=n)
+        times.append(time.perf_counter() - start)
+    step_s = statistics.median(times[warmup:])
+    pair = _decoder_pair(n * reports, length - 1, vocab_size, image_size)
+    loss_package, loss_reference = check_decoder_reference(pair=pair)
+    dec_times = {"package": [], "reference": []}
+    for i in range(rounds):
+        for name in (("package", "reference") if i % 2 == 0 else ("reference", "package")):
+            start = time.perf_counter()
+            pair[0](name)
+            dec_times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(t) for name, t in dec_times.items()}
+    return {"benchmark": "train", "model": "mdnet", "image_size": image_size, "vocab_size": vocab_size,
+            "threads": torch.get_num_threads(),
+            "end_to_end": {"cases_per_step": n, "reports_per_case": reports, "report_tokens": length,
+                           "steps_timed": steps, "step_s": round(step_s, 4), "images_per_s": round(n / step_s, 1)},
+            "decoder": {"rows": n * reports, "time_steps": length - 1, "rounds_timed": rounds,
+                        "loss_package": round(loss_package, 6), "loss_reference": round(loss_reference, 6),
+                        **{f"{name}_step_s": round(t, 4) for name, t in med.items()},
+                        "ratio_package_over_reference": round(med["package"] / med["reference"], 3)},
+            "machine": machine()}
+
+
+BENCHMARKS = {"data": bench_data, "resnet": bench_resnet, "train": bench_train}

@@ -16,8 +16,11 @@ drawn from ``seed + e``, and the global RNG (dropout) is saved with every checkp
 any epoch and resumed with ``--resume`` ends with the weights of an uninterrupted one.
 
 Scale-out: under ``torchrun`` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel (gloo on CPU,
-nccl on GPU); every process takes its share of each global batch (``--batch-size`` is the global batch), and
-only rank 0 writes.
+nccl on GPU); every process takes its share of each global batch (``--batch-size`` is the global batch, a
+multiple of the number of processes; the last incomplete global batch of an epoch is dropped so that every
+process takes the same steps), the logged losses are averaged over the processes, and only rank 0 writes and
+validates. Batch-norm statistics are per process (each sees its share of the batch), so a run on N processes
+follows a single-process run closely but not bit for bit.
 """
 from __future__ import annotations
 
@@ -117,6 +120,9 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str = "
     data, out = Path(data), Path(out)
     _check_args(data, out, model, epochs, batch_size, image_size, min_count, max_len, resume)
     rank, world = _distributed()
+    if batch_size % world:
+        raise ValueError(f"--batch-size {batch_size} is out of range: under torchrun it must be a multiple of the "
+                         f"{world} processes.")
     device = device or torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
 
     if resume:
@@ -174,9 +180,15 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str = "
         gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch)
         order = torch.randperm(len(train), generator=gen)
         global_batch = cfg["batch_size"]
+        if world > 1:  # every process must take the same steps: drop the last, incomplete global batch
+            order = order[:len(order) // global_batch * global_batch]
         mine = torch.cat([order[i:i + global_batch][rank::world] for i in range(0, len(order), global_batch)])
         losses = train_epoch(net, train, mine, stage=stage, optimizer=opt, scheduler=sched, gen=gen,
-                             batch_size=max(1, global_batch // world), wrapped=wrapped, autocast=cfg["bf16"])
+                             batch_size=global_batch // world, wrapped=wrapped, autocast=cfg["bf16"])
+        if world > 1:  # report the mean over all processes' shards, as one process would
+            values = torch.tensor(list(losses.values()), dtype=torch.float64)
+            dist.all_reduce(values)
+            losses = dict(zip(losses, (values / world).tolist()))
         record = {"epoch": epoch + 1, "stage": stage, **losses, "seconds": time.perf_counter() - start}
         if rank == 0:
             record.update(_validate(net, val, vocab, stage))

@@ -123,3 +123,22 @@ def test_a_missing_data_folder_or_an_existing_run_is_refused(data, tmp_path, cap
     assert "nothing to resume" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path / "used"), "--data", str(data)]) == 2
     assert "not a training run" in capsys.readouterr().err
+
+
+def test_bf16_autocast_trains_with_finite_losses(data, tmp_path):
+    history = train_run(data, tmp_path / "run", **{**ARGS, "epochs": 1}, bf16=True)
+    assert history[0]["stage"] == "end_to_end"
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in history[0].items() if k.endswith("_loss"))
+
+
+def test_two_view_cases_without_labels_train_and_evaluate_like_iu_xray(data, tmp_path):
+    from mdnet_utils.data.adapters import export_r2gen
+
+    r2gen = export_r2gen(data, tmp_path / "r2gen", views=2)       # frontal + "lateral", no labels, other wording
+    train_run(r2gen, tmp_path / "run", **{**ARGS, "epochs": 2})
+    model, vocab, cfg = load_run(tmp_path / "run")
+    assert not cfg["labelled"] and "impression" in vocab
+    enc = model.encode(torch.rand(2, 2, 3, 32, 32))               # (B, V, 3, H, W): the views are fused
+    assert enc.features.shape[0] == 2 and enc.class_logits.shape == (2, 4)
+    scores = evaluate_run(tmp_path / "run", r2gen, meteor=False)
+    assert "report" in scores and "diagnosis" not in scores and "clinical" not in scores

@@ -1,0 +1,223 @@
+"""What a trained run says about new images, and how its training went: the ``report`` and ``plot`` commands.
+
+``report_images(run, images, out)``  the run's best model on image files: per image a diagnosis with its
+                                     confidence, a generated report and a diagnosis card ``out/<stem>.png``;
+                                     ``out/reports.json`` lists them all.
+``plot_run(run, out)``               learning curves from ``run/metrics.jsonl`` (``curves.png``, ``scores.png``)
+                                     and a bar chart per ``run/scores-<split>.json`` written by ``evaluate``.
+
+Every input is checked before anything is written (one-sentence ``ValueError``s naming the file or value);
+every file is written atomically (temporary name, then ``os.replace``). Matplotlib draws off screen.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = ["report_images", "plot_run", "NO_DIAGNOSIS"]
+
+NO_DIAGNOSIS = "no diagnosis (the run was trained without labels)"
+STAGE_COLOURS = {"diagnosis": "tab:green", "decoder": "tab:orange", "end_to_end": "tab:purple"}
+REPORT_SCORES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr", "METEOR")
+
+
+def _atomic(path: Path, write) -> Path:
+    """``write(tmp)`` to a temporary name beside ``path``, then rename it to ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _save_png(fig, path: Path) -> Path:
+    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+
+
+def _load_tile(path: Path, size: int) -> torch.Tensor:
+    """The image file as an RGB (3, size, size) uint8 tile, resized as ``load_report_tiles`` does (antialiased
+    bilinear); a one-sentence error if it is not a readable image."""
+    if not path.is_file():
+        raise ValueError(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such image file'}.")
+    try:
+        with Image.open(path) as im:
+            array = np.array(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{path}: not a readable image ({type(err).__name__}).") from None
+    image = torch.from_numpy(array).permute(2, 0, 1).float() / 255.0
+    if tuple(image.shape[-2:]) != (size, size):
+        image = F.interpolate(image.unsqueeze(0), size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)[0].clamp(0, 1)
+    return (image * 255).round().to(torch.uint8)
+
+
+def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: str | os.PathLike, *,
+                  beam_size: int = 1) -> list[dict]:
+    """Diagnose and report on each image file with the run's best model (greedy, or beam search of
+    ``beam_size``). Writes one diagnosis card per image, ``out/<stem>.png`` (the image with the diagnosis and
+    its confidence, the report, the CAM of the diagnosis, and the attention of the words that name a finding,
+    or of the first words if none does), and ``out/reports.json``. Returns its records: {"image" (as given),
+    "diagnosis", "confidence" (softmax probability; None for a run trained without labels), "report",
+    "png" (the card's file name in ``out``)}."""
+    from mdnet_utils.data.grades import CLASSES
+    from mdnet_utils.localisation import finding_words
+    from mdnet_utils.report_training import generate_reports
+    from mdnet_utils.runs import load_run
+    from mdnet_utils.visualise import diagnosis_card
+
+    out, paths = Path(out), [Path(p) for p in images]
+    if beam_size < 1:
+        raise ValueError(f"--beam {beam_size} is out of range: it must be at least 1.")
+    if not paths or (out.exists() and not out.is_dir()):
+        raise ValueError("report needs at least one image file." if not paths else f"{out}: not a folder.")
+    stems = [p.stem for p in paths]
+    if (clash := next((s for s in stems if stems.count(s) > 1), None)) is not None:
+        raise ValueError(f"two images share the name {clash!r}: their cards would both be {clash}.png.")
+    model, vocab, cfg = load_run(run)
+    tiles = torch.stack([_load_tile(p, cfg["image_size"]) for p in paths])
+    gen = generate_reports(model, tiles, vocab, beam_size=beam_size, max_len=cfg.get("max_len", 60))
+    probs = gen.class_logits.float().softmax(dim=1)
+    out.mkdir(parents=True, exist_ok=True)
+    import matplotlib
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")  # off screen, unless a backend was chosen already (the card is drawn with pyplot)
+    import matplotlib.pyplot as plt
+
+    records, labelled = [], cfg.get("labelled", True)
+    for i, path in enumerate(paths):
+        confidence = float(probs[i].max()) if labelled else None
+        diagnosis = CLASSES[int(probs[i].argmax())] if labelled else NO_DIAGNOSIS
+        words = gen.words[i]
+        positions = sorted({pos for pos, _, _ in finding_words(words)})
+        positions = positions or [k for k, w in enumerate(words) if w != "<eos>"]
+        fig = diagnosis_card(tiles[i], diagnosis=diagnosis, confidence=confidence or 0.0, report=gen.texts[i],
+                             cam=gen.cam[i], words=words, alphas=gen.alphas[i], grid=gen.grid, positions=positions)
+        if not labelled:  # no confidence, and the CAM (axes 1 of the card) is all zeros: say so instead
+            fig.axes[0].set_title("no diagnosis\n(trained without labels)", fontsize=9)
+            fig.axes[1].images[-1].remove()
+            fig.axes[1].set_title("no CAM (no labels)", fontsize=9)
+        try:
+            _save_png(fig, out / f"{path.stem}.png")
+        finally:
+            plt.close(fig)
+        records.append({"image": str(images[i]), "diagnosis": diagnosis, "confidence": confidence,
+                        "report": gen.texts[i], "png": f"{path.stem}.png"})
+    _atomic(out / "reports.json", lambda tmp: tmp.write_text(json.dumps(records, indent=1) + "\n"))
+    return records
+
+
+def _read_metrics(run: Path) -> list[dict]:
+    """The records of ``run/metrics.jsonl``, one per epoch; a one-sentence error if it is missing or malformed."""
+    path = run / "metrics.jsonl"
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise ValueError(f"{path}: no readable metrics (plot needs a run folder written by train).") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise ValueError(f"{path}: line {n} is not a JSON object with an integer 'epoch'.")
+        records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no epochs recorded yet.")
+    return records
+
+
+def _per_epoch(ax, records: list[dict], keys: list[str], ylabel: str) -> None:
+    """One line per key over the epochs that have it, each epoch's background coloured by its stage."""
+    for r in records:
+        if r.get("stage") in STAGE_COLOURS:
+            ax.axvspan(r["epoch"] - 0.5, r["epoch"] + 0.5, color=STAGE_COLOURS[r["stage"]], alpha=0.12, lw=0)
+    for key in keys:
+        points = [(r["epoch"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+        if points:
+            ax.plot(*zip(*points), "o-", label=key)
+    from matplotlib.patches import Patch
+    handles = ax.get_legend_handles_labels()[0] + [
+        Patch(color=c, alpha=0.25, label=f"stage: {s}") for s, c in STAGE_COLOURS.items()
+        if any(r.get("stage") == s for r in records)]
+    if handles:
+        ax.legend(handles=handles, fontsize=8)
+    if not keys:
+        ax.text(0.5, 0.5, f"no {ylabel} recorded", transform=ax.transAxes, ha="center", va="center")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks([r["epoch"] for r in records])
+
+
+def _bars(ax, values: dict[str, float], title: str) -> None:
+    """A horizontal bar per score, its value written at the bar's end."""
+    names = list(values)[::-1]
+    ax.barh(names, [values[k] for k in names], color="tab:blue")
+    for y, k in enumerate(names):
+        ax.text(values[k], y, f" {values[k]:.3f}", va="center", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, max(1.0, 1.15 * max(values.values())))
+
+
+def _score_groups(scores: dict) -> list[tuple[str, dict[str, float]]]:
+    """The report scores and the clinical per-feature accuracies of an evaluate output, in display order."""
+    from mdnet_utils.data.grades import FEATURES
+
+    def pick(group: str, names) -> dict[str, float]:
+        values = scores.get(group)
+        values = values if isinstance(values, dict) else {}
+        return {k: float(values[k]) for k in names if isinstance(values.get(k), (int, float))}
+    return [("report scores", pick("report", REPORT_SCORES)),
+            ("clinical accuracy", pick("clinical", (*FEATURES, "conclusion")))]
+
+
+def plot_run(run: str | os.PathLike, out: str | os.PathLike | None = None) -> list[Path]:
+    """Learning curves of a run, as PNG files in ``out`` (default: the run folder); returns their paths.
+
+    ``curves.png``          the training losses per epoch (every ``*_loss`` of metrics.jsonl: words_loss,
+                            class_loss, ...), each epoch shaded by its stage (diagnosis, decoder, end to end);
+    ``scores.png``          the validation scores per epoch (every ``val_*``: val_BLEU-4, val_accuracy), shaded alike;
+    ``scores-<split>.png``  for each ``scores-<split>.json`` of the run: bars of the report scores (BLEU-1..4,
+                            ROUGE-L, CIDEr, METEOR where present) and of the clinical per-feature accuracies.
+    """
+    from matplotlib.figure import Figure
+
+    run = Path(run)
+    out = run if out is None else Path(out)
+    records = _read_metrics(run)
+    splits = {}
+    for path in sorted(run.glob("scores-*.json")):
+        try:
+            splits[path.stem[len("scores-"):]] = scores = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            scores = None
+        if not isinstance(scores, dict):
+            raise ValueError(f"{path}: not a JSON object of scores (rewrite it with evaluate).")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: not a folder.")
+    out.mkdir(parents=True, exist_ok=True)
+
+    keys = sorted({k for r in records for k in r})
+    written = []
+    for name, wanted, ylabel in (("curves.png", [k for k in keys if k.endswith("_loss")], "training loss"),
+                                 ("scores.png", [k for k in keys if k.startswith("val_")], "validation score")):
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
+        _per_epoch(ax, records, wanted, ylabel)
+        ax.set_title(f"{run.name}: {ylabel} per epoch", fontsize=10)
+        written.append(_save_png(fig, out / name))
+    for split, scores in splits.items():
+        groups = [(f"{title} ({split})", values) for title, values in _score_groups(scores) if values]
+        if groups:
+            fig = Figure(figsize=(6, 2.6 * len(groups)))
+            for ax, (title, values) in zip(np.atleast_1d(fig.subplots(len(groups), 1)), groups):
+                _bars(ax, values, title)
+            fig.tight_layout()
+            written.append(_save_png(fig, out / f"scores-{split}.png"))
+    return written

@@ -1,0 +1,91 @@
+"""The report and plot commands: cards and reports.json for image files, learning curves as PNG; bad input exits 2."""
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from mdnet_utils.__main__ import main
+from mdnet_utils.data import make_synthetic_dataset
+from mdnet_utils.data.grades import CLASSES
+from mdnet_utils.reporting import NO_DIAGNOSIS, plot_run, report_images
+from mdnet_utils.runs import train_run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run, and two of its dataset's test tiles copied out (one of them as a JPEG)."""
+    tmp = tmp_path_factory.mktemp("reporting")
+    data = make_synthetic_dataset(tmp / "ds", n_images=36, image_size=32, seed=5, workers=1)
+    train_run(data, tmp / "run", epochs=4, batch_size=8, image_size=32, progress=False)
+    test = json.loads((data / "annotation.json").read_text())["test"][:2]
+    images = [tmp / "tile_a.png", tmp / "tile_b.jpg"]
+    shutil.copy(data / "images" / test[0]["image_path"][0], images[0])
+    Image.open(data / "images" / test[1]["image_path"][0]).resize((48, 40)).save(images[1])  # another size too
+    return data, tmp / "run", images
+
+
+def _valid_png(path):
+    with Image.open(path) as im:
+        im.verify()
+        return im.format == "PNG"
+
+
+def test_report_writes_a_card_per_image_and_reports_json(trained, tmp_path, capsys):
+    _, run, images = trained
+    out = tmp_path / "out"
+    assert main(["report", "--run", str(run), *map(str, images), "--out", str(out), "--beam", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith(str(p)) for line, p in zip(lines, images))
+    records = json.loads((out / "reports.json").read_text())
+    assert [r["image"] for r in records] == [str(p) for p in images]
+    for r, p in zip(records, images):
+        assert set(r) == {"image", "diagnosis", "confidence", "report", "png"}
+        assert r["diagnosis"] in CLASSES and 0.0 < r["confidence"] <= 1.0 and isinstance(r["report"], str)
+        assert r["png"] == f"{p.stem}.png" and _valid_png(out / r["png"])
+    assert sorted(f.name for f in out.iterdir()) == ["reports.json", "tile_a.png", "tile_b.png"]  # no temporaries
+
+
+def test_a_run_trained_without_labels_gives_no_diagnosis(trained, tmp_path):
+    _, run, images = trained
+    unlabelled = tmp_path / "run"
+    shutil.copytree(run, unlabelled)
+    cfg = json.loads((unlabelled / "config.json").read_text())
+    (unlabelled / "config.json").write_text(json.dumps({**cfg, "labelled": False}))
+    [record] = report_images(unlabelled, images[:1], tmp_path / "out")
+    assert record["diagnosis"] == NO_DIAGNOSIS and record["confidence"] is None
+    assert _valid_png(tmp_path / "out" / "tile_a.png")
+
+
+@pytest.mark.parametrize("case, named", [("missing", "nowhere.png"), ("text", "notes.png"), ("not a run", "empty"),
+                                         ("beam", "--beam 0")])
+def test_bad_report_input_exits_2_in_one_line_and_writes_nothing(trained, tmp_path, capsys, case, named):
+    _, run, images = trained
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "empty").mkdir()
+    image = {"missing": tmp_path / "nowhere.png", "text": tmp_path / "notes.png"}.get(case, images[0])
+    args = ["report", "--run", str(tmp_path / "empty" if case == "not a run" else run), str(images[1]), str(image),
+            "--out", str(tmp_path / "out"), "--beam", "0" if case == "beam" else "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_plot_writes_curves_scores_and_the_scores_of_evaluate(trained, tmp_path, capsys):
+    data, run, _ = trained
+    assert main(["plot", str(run), "--out", str(tmp_path / "plots")]) == 0
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["curves.png", "scores.png"]
+    assert main(["evaluate", "--run", str(run), "--data", str(data)]) == 0
+    written = plot_run(run)  # default: into the run folder
+    assert [p.name for p in written] == ["curves.png", "scores.png", "scores-test.png"]
+    assert all(p.parent == run and _valid_png(p) for p in written)
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "plots")]) == 2  # a folder without metrics.jsonl
+    err = capsys.readouterr().err
+    assert "metrics.jsonl" in err and err.count("\n") == 1
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n')
+    assert main(["plot", str(tmp_path / "bad")]) == 2
+    assert "line 2" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["metrics.jsonl"]

@@ -2,6 +2,7 @@
 
     data   build the synthetic dataset:  data --out DIR [--n-images N] [--size S] [--seed K]
            check a dataset (any source):  data --check DIR
+           convert the authors' BCIDR/NMI layout:  data --from-bcidr DIR --out DIR
     bench  run a benchmark, print JSON:  bench data | bench resnet | bench train
     notebooks run [PATH ...]             execute notebooks in place, full mode (make run)
     train  train MDNet (or the baseline) on a dataset in the annotation.json layout:
@@ -10,6 +11,7 @@
     evaluate  every Part III score the data supports:  evaluate --run RUN --data DIR [--split test]
     report  diagnose and report on image files, a diagnosis card each (DIR/<stem>.png, DIR/reports.json):
            report --run RUN IMAGE [IMAGE ...] --out DIR [--beam K]
+    site    the course as static HTML (index.html + every notebook, MathJax bundled):  site [--out DIR]
     plot    learning curves (curves.png, scores.png) and evaluate's scores (scores-SPLIT.png) as PNG:
            plot RUN [--out DIR]   (default DIR: RUN)
 
@@ -28,6 +30,15 @@ def _cmd_data(args: argparse.Namespace) -> None:
     from mdnet_utils.data import ReportDataset, make_synthetic_dataset
     from mdnet_utils.data.dataset import read_annotation
 
+    if args.from_bcidr:  # the MDNet authors' layout -> annotation.json
+        from mdnet_utils.data.adapters import convert_bcidr_folder
+
+        if not args.out:
+            raise ValueError("data --from-bcidr needs --out DIR (the converted data set).")
+        root = convert_bcidr_folder(args.from_bcidr, args.out, seed=args.seed)
+        counts = {k: len(v) for k, v in read_annotation(root).items()}
+        print(f"{root}: converted ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+        return
     if args.check:  # read every item of every split: the loader's errors name what is wrong
         counts = {}
         for split in read_annotation(args.check):
@@ -108,6 +119,16 @@ def _cmd_plot(args: argparse.Namespace) -> None:
         print(f"written {path}")
 
 
+def _cmd_site(args: argparse.Namespace) -> None:
+    from mdnet_utils.site import build_site
+
+    start = time.perf_counter()
+    out = build_site(args.out)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"{out}: {len(list(out.glob('*.html')))} pages, {size / 1e6:.1f} MB in {time.perf_counter() - start:.1f} s; "
+          f"open {out / 'index.html'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mdnet_utils import config
 
@@ -117,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="build the synthetic BCIDR-like dataset")
     p.add_argument("--out", help="folder to write (replaced if stale)")
     p.add_argument("--check", metavar="DIR", help="read every entry of an existing dataset and report problems")
+    p.add_argument("--from-bcidr", metavar="DIR",
+                   help="convert a BCIDR/NMI folder ({name: {caption, label}} JSON + images) into --out")
     p.add_argument("--n-images", type=int, default=config.n_images, help="number of tiles (default %(default)s)")
     p.add_argument("--size", type=int, default=64, help="tile size in pixels (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
@@ -165,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by train")
     p.add_argument("--out", help="folder for the PNG files (default: the run folder)")
     p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("site", help="render the course as a static HTML site (offline: MathJax bundled)")
+    p.add_argument("--out", default="build/site", help="folder to write, replaced (default %(default)s)")
+    p.set_defaults(func=_cmd_site)
     return parser
 
 

@@ -8,7 +8,9 @@
     RUN/log.txt        what the run decided (no labels: class loss off, ...)
 
 Every file is written atomically (temporary file, then rename); checkpoints are state_dicts plus JSON-able
-meta, loaded with ``weights_only=True``. Bad input is refused before anything is written.
+meta, loaded with ``weights_only=True``. Bad input is refused before anything is written. Images are resized
+to ``--image-size`` (antialiased bilinear) as they are read, so a data set whose images differ in size (or a
+case whose views do) trains as it is.
 
 The schedule is MDNet's three stages (notebook 07), in epochs: ``schedule(epochs, labelled)`` gives the stage
 of each epoch. Each stage has its own AdamW + one-cycle schedule. The data order of epoch e is a permutation
@@ -126,7 +128,12 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str = "
     device = device or torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
 
     if resume:
-        cfg = json.loads((out / "config.json").read_text())
+        try:
+            cfg = json.loads((out / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            raise ValueError(f"{out}: not a run to resume (no readable config.json).") from None
+        if cfg.get("format") != FORMAT:
+            raise ValueError(f"{out / 'config.json'}: not a config written by mdnet train ({FORMAT}).")
         vocab = Vocabulary.load(out / "vocab.json")
     else:
         train_ds = ReportDataset(data, "train", vocab=Vocabulary())  # vocab: a placeholder, not used here
@@ -143,10 +150,14 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str = "
     net = MODELS[cfg["model"]][0](cfg["vocab_size"], image_size=cfg["image_size"]).to(device)
     state = {"epoch": 0, "history": [], "best": None}
     if resume:
-        ckpt = torch.load(out / "last.pt", map_location=device, weights_only=True)
-        net.load_state_dict(ckpt["state_dict"])
-        state = ckpt["meta"]
-        torch.set_rng_state(ckpt["rng"])
+        try:
+            ckpt = torch.load(out / "last.pt", map_location=device, weights_only=True)
+            net.load_state_dict(ckpt["state_dict"])
+            state = ckpt["meta"]
+            torch.set_rng_state(ckpt["rng"].cpu())
+        except Exception as e:  # noqa: BLE001 - whatever broke, one sentence naming the file
+            raise ValueError(f"{out / 'last.pt'}: not a checkpoint of this run, or corrupt ({type(e).__name__}).") \
+                from None
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "config.json", cfg)

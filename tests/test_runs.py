@@ -142,3 +142,39 @@ def test_two_view_cases_without_labels_train_and_evaluate_like_iu_xray(data, tmp
     assert enc.features.shape[0] == 2 and enc.class_logits.shape == (2, 4)
     scores = evaluate_run(tmp_path / "run", r2gen, meteor=False)
     assert "report" in scores and "diagnosis" not in scores and "clinical" not in scores
+
+
+def test_a_corrupt_checkpoint_is_refused_in_one_line_when_resuming(data, tmp_path, capsys):
+    train_run(data, tmp_path / "run", **{**ARGS, "epochs": 1})
+    (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--image-size", "32", "--resume"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "last.pt: not a checkpoint of this run, or corrupt" in err and len(err.splitlines()) == 1
+
+
+def test_images_of_different_sizes_are_resized_to_the_image_size(data, tmp_path):
+    from PIL import Image
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(data, mixed)
+    first = json.loads((mixed / "annotation.json").read_text())["train"][0]["image_path"][0]
+    Image.open(mixed / "images" / first).resize((48, 40)).save(mixed / "images" / first)
+    history = train_run(mixed, tmp_path / "run", **{**ARGS, "epochs": 1})
+    assert len(history) == 1
+
+
+def test_the_authors_bcidr_layout_converts_from_the_command_line(data, tmp_path, capsys):
+    from mdnet_utils.data import read_annotation
+
+    bcidr = tmp_path / "bcidr"
+    (bcidr / "images").mkdir(parents=True)
+    captions = {}
+    for entry in read_annotation(data)["train"][:8]:
+        name = entry["image_path"][0]
+        shutil.copy(data / "images" / name, bcidr / "images" / name)
+        captions[name] = {"caption": entry["reports"], "label": entry["label"]}
+    (bcidr / "captions.json").write_text(json.dumps(captions))
+    assert main(["data", "--from-bcidr", str(bcidr), "--out", str(tmp_path / "converted")]) == 0
+    assert "converted" in capsys.readouterr().out
+    assert sum(len(v) for v in read_annotation(tmp_path / "converted").values()) == 8

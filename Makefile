@@ -5,13 +5,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv lab test unit notebooks run bench clean
+.PHONY: help venv lab test unit notebooks run sync bench site clean
 
 help:
 	@echo "make lab    open JupyterLab on notebooks/ (installs .venv first if needed)"
 	@echo "make test   unit tests + every notebook under nbval, fast mode"
 	@echo "make run    execute every notebook in place, full mode (regenerates committed outputs)"
+	@echo "make sync   pair every notebook with its script in notebooks/py/ (jupytext), after an edit on either side"
 	@echo "make bench  print the benchmarks as JSON"
+	@echo "make site   render the course as static HTML into build/site (open build/site/index.html)"
 	@echo "make clean  remove .venv, generated data and runs"
 
 $(STAMP): pyproject.toml
@@ -44,5 +46,11 @@ bench: $(STAMP)
 	$(BIN)/python -m mdnet_utils bench resnet
 	$(BIN)/python -m mdnet_utils bench train
 
+sync: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/*.ipynb
+
+site: $(STAMP)
+	$(BIN)/python -m mdnet_utils site
+
 clean:
-	rm -rf $(VENV) runs data/synthetic-* data/.synthetic-*
+	rm -rf $(VENV) runs data/synthetic-* data/.synthetic-* data/your-own-data-*

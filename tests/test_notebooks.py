@@ -38,3 +38,16 @@ def test_check_structure_names_what_is_missing():
     assert any("Prerequisites" in p for p in problems)
     assert any("seed_everything" in p for p in problems)
     assert any("Summary" in p for p in problems)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_is_paired_with_its_script_cell_for_cell(path):
+    """notebooks/py/NN_slug.py (jupytext py:percent) holds the notebook's cells: `make sync` after an edit."""
+    jupytext = pytest.importorskip("jupytext")
+    script = path.parent / "py" / path.with_suffix(".py").name
+    assert script.exists(), f"{script} is missing: run `make sync`"
+    paired = jupytext.read(script)
+    notebook = nbformat.read(path, as_version=4)
+    ours = [(c.cell_type, c.source.strip()) for c in notebook.cells]
+    theirs = [(c.cell_type, c.source.strip()) for c in paired.cells]
+    assert ours == theirs, f"{path.name} and {script.name} differ: run `make sync`"

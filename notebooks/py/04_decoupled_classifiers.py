@@ -1,0 +1,207 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Decoupled classifiers
+#
+# Notebook 03 ended with Eq. (8): the class score of a residual network is a sum over the members of
+# an ensemble, all weighed by one classifier $w^c$. MDNet's first change is to give every member its
+# own classifier, Eq. (9). This notebook builds that head, shows why it is the same thing as one linear
+# layer over a concatenation (which is how Eq. (10) will realise it), trains it against the shared head
+# on the same backbone, and asks which members it leans on.
+#
+# ### What you will learn
+# - Eq. (9): one classifier per ensemble member, the scores summed; `DecoupledHead`;
+# - the identity $W^\top [a; b] = W_a^\top a + W_b^\top b$, checked numerically: a linear layer over a concatenation *is* a set of decoupled classifiers;
+# - how a decoupled head compares with the shared head on the same backbone, trained the same way (reported as it comes out);
+# - per-member importance: what each member contributes, and what deleting it costs.
+#
+# ### Prerequisites
+# Notebooks 01–03 (the shared ResNet-32 of notebook 01 is reused from `runs/` if it exists).
+#
+# ### Runtime
+# On a 2-core laptop CPU: about **1.5 minutes** in full mode when notebook 01 has run (the decoupled network
+# is trained here), about 20 seconds in fast mode (`MDNET_FAST=1`, for tests only).
+
+# %%
+# Setup: the same first cell in every notebook.
+import platform
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from torch import nn
+
+import mdnet_utils
+from mdnet_utils import config, get_device, seed_everything
+from mdnet_utils.data import CLASSES, make_synthetic_dataset
+from mdnet_utils.models import DecoupledHead, logit_decomposition
+from mdnet_utils.train import accuracy, diagnosis_net, load_tiles
+
+seed_everything(config.seed)
+device = get_device()
+print(f"mode: {config.mode} | mdnet_utils {mdnet_utils.__version__} | torch {torch.__version__} | "
+      f"python {platform.python_version()}")
+sns.set_theme(style="whitegrid", context="notebook")
+
+# %% [markdown]
+# ## 1. One classifier per member: Eq. (9)
+#
+# Write the last stage's stream as its members, $y_L = y_1 + \sum_{m=1}^{L-1} F_m(y_m)$ (Eq. 5). The shared head
+# scores $\sum_{i,j} w^c \cdot y_L$ (Eq. 8): one $w^c$ for all members. The decoupled head gives member $m$ its own
+# weights $w^c_{m+1}$:
+#
+# $$\text{(9)}\quad p^c = \sum_{i,j} \Big( w_1^c \cdot y_1 + \sum_{m=1}^{L-1} w_{m+1}^c \cdot F_m(y_m) \Big).$$
+#
+# With $w_1^c = w_2^c = \dots = w^c$ it is Eq. (8) again, so the decoupled head can do everything the shared
+# one can, and more: it can weigh a shallow member's features differently from a deep one's.
+#
+# ### A linear layer over a concatenation is a decoupled head
+#
+# Stack the members along the channels, $[a; b]$, and apply one linear layer $W = [W_a; W_b]$ (its rows split
+# the same way): $W^\top [a; b] = W_a^\top a + W_b^\top b$. One classifier over the concatenation is exactly one
+# classifier per part, summed. That is why MDNet's ensemble-connection (Eq. 10, notebook 05), which
+# *concatenates* members instead of adding them, realises Eq. (9) with an ordinary linear head. Check it
+# with `DecoupledHead.from_linear`, which cuts a linear layer's weights into per-member classifiers:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(0)
+a, b, c = torch.randn(5, 16), torch.randn(5, 32), torch.randn(5, 8)        # three members, pooled
+linear = nn.Linear(16 + 32 + 8, len(CLASSES))
+head = DecoupledHead.from_linear(linear, [16, 32, 8])
+one_layer = linear(torch.cat([a, b, c], dim=1))                             # W^T [a; b; c] + bias
+per_member = head.member_scores([a, b, c])                                  # W_a^T a, W_b^T b, W_c^T c
+assert torch.allclose(one_layer, per_member.sum(1) + head.bias, atol=1e-6)
+assert torch.allclose(head([a, b, c]), one_layer, atol=1e-6)
+print("W^T [a; b; c] = W_a^T a + W_b^T b + W_c^T c: equal for", per_member.shape[0], "samples and",
+      per_member.shape[2], "classes")
+
+# %% [markdown]
+# ## 2. Shared against decoupled, on the same backbone
+#
+# `mdnet_utils.models.decoupled.DecoupledResNet` takes the pre-activation ResNet-32 of notebook 01 and
+# reads its last stage member by member: $h$ (the stage's projected input, where Eq. (5) starts) and the
+# five residuals $F_{10}, \dots, F_{14}$. Each member gets its own BN–ReLU, average pooling and classifier,
+# and the scores are summed. Everything else is identical: backbone, initial weights (the backbone is drawn
+# from the same seed), data, optimiser, epochs. The shared network is notebook 01's ResNet-32.
+
+# %%
+root = make_synthetic_dataset(config.dataset_dir, n_images=config.n_images, seed=config.seed)
+test_images, test_labels, _ = load_tiles(root, "test")
+nets, histories = {}, {}
+for name, decoupled in [("shared (Eq. 8)", False), ("decoupled (Eq. 9)", True)]:
+    start = time.perf_counter()
+    nets[name], histories[name] = diagnosis_net(32, plain=False, decoupled=decoupled, root=root, config=config,
+                                                device=device)
+    n = sum(p.numel() for p in nets[name].parameters())
+    print(f"{name:18s} {n:>8,} parameters, {time.perf_counter() - start:5.1f} s")
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+for (name, hist), color in zip(histories.items(), ["tab:purple", "tab:green"]):
+    h = pd.DataFrame(hist)
+    axes[0].plot(h.epoch, h.train_loss, "o-", color=color, label=name)
+    axes[1].plot(h.epoch, 1 - h.train_acc, "o-", color=color, label=name)
+    axes[2].plot(h.epoch, 1 - h.test_acc, "o-", color=color, label=name)
+for ax, title in zip(axes, ["training loss", "training error (first 512 tiles)", "test error"]):
+    ax.set_title(title); ax.set_xlabel("epoch")
+axes[0].legend()
+plt.show()
+final = pd.DataFrame({name: {"training loss": h[-1]["train_loss"], "test accuracy": h[-1]["test_acc"],
+                             "parameters": sum(p.numel() for p in nets[name].parameters())}
+                      for name, h in histories.items()}).T
+print(final.to_string(formatters={"training loss": "{:.3f}".format, "test accuracy": "{:.1%}".format,
+                                  "parameters": "{:,.0f}".format}))
+
+# %% [markdown]
+# ## 3. Which members does each head lean on?
+#
+# Two views of importance. **Contribution**: each member's part of the predicted class's logit (for the
+# shared network by `logit_decomposition`, Eq. 8; for the decoupled one directly, Eq. 9). **Parts of the
+# ensemble**: with a decoupled head each member's scores are a classifier of their own, so we can ask how
+# well one member does alone, and how well all the others do without it (for the shared head this is not
+# possible without changing what the common BN–ReLU sees, so we show it for the decoupled head only).
+
+# %%
+x = test_images[:256].float() / 255
+shared, dec = nets["shared (Eq. 8)"].cpu().eval(), nets["decoupled (Eq. 9)"].cpu().eval()
+with torch.no_grad():
+    parts_shared = logit_decomposition(shared, x)
+    parts_dec = dec.member_scores(x)                        # (B, M, C)
+    logits_dec = dec(x)
+pick = lambda parts, logits: parts[torch.arange(len(x)), :, logits.argmax(1)]
+contrib = pd.DataFrame({
+    "shared (Eq. 8)": pick(parts_shared.contributions, parts_shared.logits).mean(0).numpy(),
+    "decoupled (Eq. 9)": pick(parts_dec, logits_dec).mean(0).numpy()}, index=dec.member_names)
+
+with torch.no_grad():
+    y = test_labels[:256]
+    full = (logits_dec.argmax(1) == y).float().mean().item()
+    alone = {name: (parts_dec[:, m].argmax(1) == y).float().mean().item() for m, name in enumerate(dec.member_names)}
+    dropped = {name: (logits_dec - parts_dec[:, m]).argmax(1).eq(y).float().mean().item()
+               for m, name in enumerate(dec.member_names)}
+fig, (a, b) = plt.subplots(1, 2, figsize=(13, 3.6))
+contrib.plot.bar(ax=a, rot=0, color=["tab:purple", "tab:green"])
+a.set_title("mean contribution to the predicted class's logit"); a.set_xlabel("member")
+pd.DataFrame({"this member alone": alone, "all but this member": dropped}).plot.bar(ax=b, rot=0,
+                                                                                    color=["#9fd89f", "tab:green"])
+b.axhline(full, color="k", ls=":", lw=1, label=f"all members ({full:.1%})")
+b.set_ylim(0, 1); b.set_title("decoupled head: test accuracy from parts of the ensemble"); b.set_xlabel("member")
+b.legend(fontsize=8, loc="lower right")
+plt.show()
+print(contrib.round(2).to_string())
+
+# %% [markdown]
+# **What happens at this scale.** Read the table and the curves above for this run; the paper's claim
+# (decoupling helps) was made for EcNet on CIFAR with 200 GPU epochs, and our setting, 8 epochs on
+# about 1,500 tiles of a synthetic task that a small network already reads at over 90 %, leaves little
+# room for a head to matter. Whatever the difference in accuracy, the contribution chart shows the
+# mechanism: with its own classifiers, the decoupled head gives the members different weights (in the
+# run committed here it leans more on the last residuals and on $h$ than the shared head does). The second
+# chart shows an ensemble in the strict sense: every deep member alone reads the diagnosis almost as well
+# as all of them together, and dropping any single member costs (almost) nothing. The members are
+# redundant here; on a harder task, where they disagree, how they are weighed is what Eq. (9) is about.
+#
+# ## Summary
+#
+# - Eq. (9) gives each ensemble member its own classifier $w^c_m$ and sums the scores; with all $w^c_m$
+#   equal it is the shared classifier of Eq. (8).
+# - $W^\top [a; b] = W_a^\top a + W_b^\top b$: one linear layer over a concatenation is a decoupled head. This is how
+#   Eq. (10)'s concatenating skip connection realises Eq. (9).
+# - On the same backbone, the decoupled head (`DecoupledResNet`) trains as easily as the shared one; at our
+#   scale the accuracy difference is small, and we report it as measured.
+# - Per-member contributions show which depths of the network each head relies on; with decoupled
+#   classifiers every member is a classifier of its own, and here they are largely redundant.
+#
+# ## Exercises
+#
+# 1. **Tie the weights.** Constrain all member classifiers of a `DecoupledHead` to be equal (share one
+#    `nn.Linear`). Which network is this, and does it train like the shared ResNet?
+# 2. **Per-member bias.** `DecoupledHead(..., per_member_bias=True)` gives each member a bias. Show that only
+#    their sum reaches the logits, so the model is no more expressive.
+# 3. **Fewer members.** Decouple only $h$ from the sum of the residuals (two members). How much of the
+#    decoupled head's behaviour does that keep?
+# 4. **Where does the gain come from?** The decoupled network also has a BN–ReLU per member. Train a variant
+#    with one BN–ReLU on the concatenation instead. Which change matters more?
+#
+# ## References
+#
+# - Z. Zhang, Y. Xie, F. Xing, M. McGough, L. Yang. *MDNet: A Semantically and Visually Interpretable Medical
+#   Image Diagnosis Network.* CVPR 2017 (arXiv:1707.02485), Section 3.1.
+# - A. Veit, M. Wilber, S. Belongie. *Residual Networks Behave Like Ensembles of Relatively Shallow Networks.* NeurIPS 2016.
+# - K. He, X. Zhang, S. Ren, J. Sun. *Identity Mappings in Deep Residual Networks.* ECCV 2016.

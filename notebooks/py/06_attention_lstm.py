@@ -1,0 +1,440 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · The attention LSTM that writes the report
+#
+# MDNet does not stop at a diagnosis: it writes the pathologist's report, one word at a time, and for
+# every word it looks somewhere in the image. This notebook builds that language model from its four
+# equations: the report's likelihood (Eq. 11), the LSTM step (Eq. 12), the context vector (Eq. 13) and
+# MDNet's attention (Eq. 14), which is steered by the class activation map of notebook 03. Each piece is
+# built from scratch, checked against the package's version, and then the whole model is trained on the
+# features of the image models of notebooks 01 and 05, kept frozen (the second stage of MDNet's schedule).
+#
+# ### What you will learn
+# - Eq. (11): a report's log-likelihood is a sum over its words, and teacher forcing trains it with padding masked;
+# - Eq. (12): the LSTM step, gate by gate, fed with the previous word and the context vector;
+# - Eqs. (13)-(14): the context vector, and MDNet's attention steered by the CAM, beside Show-Attend-Tell's;
+# - greedy decoding against beam search, and why teacher-forced scores are not performance;
+# - to score generated reports three ways: captioning metrics against the data's own ceiling, a clinical score, and where the attention looked.
+#
+# ### Prerequisites
+# Notebooks 03 (class activation maps) and 05 (EcNet). Their networks are reused from `runs/` when those
+# notebooks have run.
+#
+# ### Runtime
+# On a 2-core laptop CPU: about **4 minutes** in full mode when notebooks 01 and 05 have run (two language
+# models are trained here); about 40 seconds in fast mode (`MDNET_FAST=1`, for tests only).
+
+# %%
+# Setup: the same first cell in every notebook.
+import platform
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+import torch.nn.functional as F
+
+import mdnet_utils
+from mdnet_utils import config, get_device, seed_everything
+from mdnet_utils.data import make_synthetic_dataset
+from mdnet_utils.data.dataset import build_vocab
+from mdnet_utils.metrics import report_agreement
+from mdnet_utils.models import (CamAttention, SoftAttention, class_activation_map, context, model_cam,
+                                sequence_log_likelihood, word_loss)
+from mdnet_utils.models.mdnet import mdnet
+from mdnet_utils.report_training import evaluate_reports, generate_reports, load_report_tiles, report_generator
+
+seed_everything(config.seed)
+device = get_device()
+print(f"mode: {config.mode} | mdnet_utils {mdnet_utils.__version__} | torch {torch.__version__} | "
+      f"python {platform.python_version()}")
+sns.set_theme(style="whitegrid", context="notebook")
+
+# %% [markdown]
+# ## 1. A report is a sequence of words
+#
+# The language model reads and writes token ids. The vocabulary is built from the training split's reports
+# (`build_vocab`); every report is framed by `<bos>` and `<eos>`, and a batch of reports is padded with
+# `<pad>` (id 0) to the longest. Each tile comes with five reports by five (synthetic) pathologists.
+
+# %%
+root = make_synthetic_dataset(config.dataset_dir, n_images=config.n_images, seed=config.seed)
+vocab = build_vocab(root)
+test = load_report_tiles(root, "test", vocab)
+ids = test.tokens[0, 0]
+print(f"{len(vocab)} tokens in the vocabulary; {len(test)} test tiles x {test.tokens.shape[1]} reports")
+print("report:", test.reports[0][0])
+print("ids:   ", ids[ids != vocab.pad_id].tolist())
+print("tokens:", " ".join(vocab.itos[i] for i in ids[ids != vocab.pad_id]))
+
+# %% [markdown]
+# ## 2. Eq. (11): the likelihood of a report is a sum over its words
+#
+# A report $x_0, \dots, x_T$ ($x_0$ = `<bos>`, given; $x_T$ = `<eos>`) generated from image $I$ has, by the chain rule,
+#
+# $$\text{(11)}\quad \log p(x_{0:T} \mid I; \theta_L) = \sum_{t} \log p(x_t \mid I, x_{0:t-1}; \theta_L),$$
+#
+# the sum running over the predicted words $x_1, \dots, x_T$. Training maximises it by **teacher forcing**:
+# at step $t$ the model is handed the true previous word $x_{t-1}$ and scored on $x_t$, so all steps of all
+# reports are computed in one pass (`ReportDecoder.forward`); padding positions are left out of the loss
+# (`word_loss`, the mean negative log-likelihood per real word).
+#
+# The check: run an (untrained) MDNet once with teacher forcing, and once step by step by hand, calling
+# `decoder.step` with the true previous word and summing `log_softmax` at the true next word. The two must agree.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(0)
+untrained = mdnet(len(vocab), image_size=config.image_size).eval()
+images = test.images[:4].float() / 255
+tokens = test.tokens[:4, 0]                                   # one report per tile, padded
+with torch.no_grad():
+    enc = untrained.encode(images)
+    logits, alphas = untrained.decoder(enc.features, tokens, enc.cam)   # teacher forcing, all steps at once
+    eq11 = sequence_log_likelihood(logits, tokens)
+
+    dec = untrained.decoder                                   # the same sum, one word at a time
+    state, by_hand = dec.init_state(enc.features), torch.zeros(4)
+    for t in range(tokens.shape[1] - 1):
+        step_logits, state, _ = dec.step(tokens[:, t], state, enc.features, enc.cam)
+        logp = F.log_softmax(step_logits, dim=-1).gather(1, tokens[:, t + 1:t + 2]).squeeze(1)
+        by_hand += torch.where(tokens[:, t + 1] != vocab.pad_id, logp, torch.zeros(4))
+
+print("Eq. (11), teacher forcing == word by word:", torch.allclose(eq11, by_hand, atol=1e-4))
+n_words = (tokens[:, 1:] != vocab.pad_id).sum()
+print("word_loss == -sum log p / number of words:", torch.allclose(word_loss(logits, tokens), -eq11.sum() / n_words))
+padded = F.pad(tokens, (0, 5), value=vocab.pad_id)            # five more pad columns change nothing
+with torch.no_grad():
+    more_logits, _ = untrained.decoder(enc.features, padded, enc.cam)
+print("padding is masked:", torch.allclose(word_loss(more_logits, padded), word_loss(logits, tokens)))
+
+
+# %% [markdown]
+# An untrained model spreads its probability over the whole vocabulary, so each word costs about
+# $\log V$ nats. Here is the cost of each word of the first report, before training; section 5 trains it.
+
+# %%
+def word_costs(model, images, tokens):
+    with torch.no_grad():
+        enc = model.encode(images)
+        logits, _ = model.decoder(enc.features, tokens, enc.cam)
+    return -F.log_softmax(logits, -1).gather(2, tokens[:, 1:].unsqueeze(2)).squeeze(2)
+
+costs_before = word_costs(untrained, images[:1], tokens[:1])[0]
+words = [vocab.itos[i] for i in tokens[0, 1:] if i != vocab.pad_id]
+fig, ax = plt.subplots(figsize=(14, 3))
+ax.bar(range(len(words)), costs_before[:len(words)], color="0.6")
+ax.axhline(np.log(len(vocab)), color="C3", ls="--", label=f"log V = {np.log(len(vocab)):.2f}")
+ax.set_xticks(range(len(words)), words, rotation=70, fontsize=8)
+ax.set_ylabel("-log p(word)"); ax.set_title("cost of each word under the untrained model"); ax.legend()
+plt.show()
+
+
+# %% [markdown]
+# ## 3. Eq. (12): one LSTM step
+#
+# $$\text{(12)}\quad h_t = \mathrm{LSTM}(E x_{t-1}, h_{t-1}, z_t)$$
+#
+# $E$ is the word-embedding matrix (a lookup table, `decoder.embedding`), $z_t$ the context vector of Eq. (13).
+# We feed the LSTM the concatenation $[E x_{t-1}; z_t]$ (the layout of Show, Attend and Tell; the paper does not
+# say how the two inputs are joined). The LSTM itself (Hochreiter & Schmidhuber 1997), with $u_t = [E x_{t-1}; z_t]$:
+#
+# $$
+# \begin{aligned}
+# i_t &= \sigma(W_i u_t + U_i h_{t-1} + b_i), & f_t &= \sigma(W_f u_t + U_f h_{t-1} + b_f), \\
+# g_t &= \tanh(W_g u_t + U_g h_{t-1} + b_g), & o_t &= \sigma(W_o u_t + U_o h_{t-1} + b_o), \\
+# c_t &= f_t \odot c_{t-1} + i_t \odot g_t, & h_t &= o_t \odot \tanh(c_t).
+# \end{aligned}
+# $$
+#
+# The input gate $i$ decides what to write into the cell $c$, the forget gate $f$ what to keep, the output gate
+# $o$ what to show as $h$. The word's logits are a linear map of $h_t$. Built by hand, checked against `nn.LSTMCell`:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def lstm_step(u, h, c, cell):
+    gates = u @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
+    i, f, g, o = gates.chunk(4, dim=1)                        # PyTorch's order of the four gates
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+with torch.no_grad():
+    h0, c0 = dec.init_state(enc.features)
+    z = torch.randn(4, dec.feature_dim)
+    u = torch.cat([dec.embedding(tokens[:, 0]), z], dim=1)    # [E x_{t-1}; z_t]
+    ours = lstm_step(u, h0, c0, dec.lstm)
+    theirs = dec.lstm(u, (h0, c0))
+print("Eq. (12) by hand == nn.LSTMCell:", all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, theirs)))
+print("input width:", u.shape[1], "= embedding", dec.embedding.embedding_dim, "+ features", dec.feature_dim)
+
+# %% [markdown]
+# ## 4. Eqs. (13)-(14): where to look
+#
+# The image model's last feature maps $C(I)$ are read as $N = H \times W$ positions of $D$ channels
+# (8 × 8 positions for our 64-pixel tiles). The **context vector** is an attention-weighted mean of them:
+#
+# $$\text{(13)}\quad z_t = a_t\, C(I), \qquad a_t \in \mathbb{R}^N,\ a_t \ge 0,\ \textstyle\sum_i a_{t,i} = 1$$
+#
+# (the write-up prints $C(I)^T$; with $C(I)$ laid out as $N \times D$, the row vector $a_t$ times $C(I)$ is the
+# $D$-vector meant). MDNet's attention:
+#
+# $$\text{(14)}\quad a_t = \mathrm{softmax}\big(W_{att} \tanh(W_h h_{t-1} + c)\big), \qquad c = (w^c)^T C(I),$$
+#
+# $W_h$ maps the hidden state to $N$ scores, $W_{att}$ is $N \times N$, and $c$, the image features weighed by
+# the classifier's weights of class $c$, is one value per position: the **class activation map** of notebook 03.
+# So the diagnosis steers where the language model looks. Notice what (14) does *not* contain: the features'
+# content. The attention sees the image only through $c$.
+#
+# Three choices the equations leave to us, taken from the authors' later code or made by us, and said here:
+# $c$ is the CAM of the **predicted** class (at test time the true class is unknown), with its gradient
+# **stopped**; and we **standardise** $c$ over the positions (zero mean, unit variance) before it enters
+# $\tanh$, because a raw CAM has an arbitrary scale that would saturate it (our choice).
+#
+# The check: $c$ as MDNet computes it equals notebook 03's CAM of the predicted class; Eq. (14) by hand equals
+# `CamAttention`; every $a_t$ sums to 1; Eq. (13) by hand equals `context`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cnn = untrained.image_model
+with torch.no_grad():
+    predicted = cnn(images).argmax(1)
+    cam_nb03 = model_cam(cnn, images, predicted, upsample=False).flatten(1)       # notebook 03's way
+print("c == CAM of the predicted class (notebook 03):", torch.allclose(enc.cam, cam_nb03, atol=1e-5))
+
+att = dec.attention
+def eq14(h, cam):
+    c = (cam - cam.mean(1, keepdim=True)) / torch.sqrt(cam.var(1, unbiased=False, keepdim=True) + 1e-5)
+    return torch.softmax((torch.tanh(h @ att.W_h.weight.T + att.W_h.bias + c)) @ att.W_att.weight.T
+                         + att.W_att.bias, dim=1)
+
+with torch.no_grad():
+    a = att(enc.features, h0, enc.cam)
+    z = context(a, enc.features)
+print("Eq. (14) by hand == CamAttention:", torch.allclose(eq14(h0, enc.cam), a, atol=1e-6))
+print("each a_t sums to 1:", torch.allclose(a.sum(1), torch.ones(4)), "| all of them, every step:",
+      torch.allclose(alphas.sum(-1), torch.ones_like(alphas.sum(-1)), atol=1e-5))
+print("Eq. (13) by hand == context:", torch.allclose((a.unsqueeze(2) * enc.features).sum(1), z, atol=1e-5))
+print("W_h:", tuple(att.W_h.weight.shape), "(hidden -> N) | W_att:", tuple(att.W_att.weight.shape), "(N x N)")
+
+# %% [markdown]
+# **The baseline: Show, Attend and Tell.** Xu et al. (2015) score each position by its own features:
+#
+# $$e_{t,i} = w^T \tanh(W_a\, C(I)_i + W_h h_{t-1}), \qquad a_t = \mathrm{softmax}(e_t).$$
+#
+# It looks at content, not at a diagnosis. The course's baseline pairs it with the pre-activation ResNet-32 of
+# notebook 01 (`resnet_sat`); MDNet pairs Eq. (14) with the EcNet-20-4 of notebook 05 (`mdnet`). Everything else
+# (the decoder, the training schedule) is the same. Its regulariser, the "doubly stochastic" penalty
+# $\lambda \sum_i (1 - \sum_t a_{t,i})^2$, is available (`attention_weight` in `fit_reports`) but off in our recipe.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(0)
+sat = SoftAttention(feature_dim=dec.feature_dim, hidden_dim=dec.hidden_dim, attention_dim=32)
+with torch.no_grad():
+    e = (torch.tanh(enc.features @ sat.W_a.weight.T + sat.W_a.bias + (h0 @ sat.W_h.weight.T).unsqueeze(1))
+         @ sat.w.weight.T).squeeze(2)
+    print("Show-Attend-Tell by hand == SoftAttention:", torch.allclose(torch.softmax(e, 1), sat(enc.features, h0),
+                                                                       atol=1e-6))
+
+
+# %% [markdown]
+# What does an untrained MDNet attention look like? Below: a tile, its CAM $c$ (standardised) and $a_1$ for
+# three different hidden states. $W_h h$ moves the attention around; $c$ is added to every one of them.
+
+# %%
+def on_grid(v, grid=enc.grid):
+    return v.reshape(grid).numpy()
+
+with torch.no_grad():
+    hs = torch.randn(3, dec.hidden_dim)
+    a3 = att(enc.features[:1].expand(3, -1, -1), hs, enc.cam[:1].expand(3, -1))
+fig, axes = plt.subplots(1, 5, figsize=(15, 3))
+axes[0].imshow(test.images[0].permute(1, 2, 0)); axes[0].set_title("tile")
+axes[1].imshow(on_grid(enc.cam[0]), cmap="magma"); axes[1].set_title("c: CAM of predicted class")
+for k in range(3):
+    axes[2 + k].imshow(on_grid(a3[k]), cmap="viridis"); axes[2 + k].set_title(f"a_1 for hidden state {k + 1}")
+for ax in axes:
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## 5. Training the language model on frozen image features
+#
+# MDNet's schedule has three stages (the CVPR paper does not publish one; we follow the authors' later code):
+# (1) pre-train the image model on the diagnosis; (2) train the language model with the image model frozen;
+# (3) train end to end (notebook 07). Stage 1 is what notebooks 01 and 05 did (`fit_diagnosis`, reused from
+# `runs/`). Here is stage 2, for MDNet (EcNet-20-4, Eq. 14) and for the baseline (ResNet-32, Show-Attend-Tell).
+# Every training tile is encoded once; the decoder then learns from all five reports of each tile
+# (`report_generator(..., until="decoder")`: 4 epochs of AdamW one-cycle, batches of 32 tiles = 160 reports;
+# cached in `runs/reports/`).
+
+# %%
+models, histories = {}, {}
+for kind in ("mdnet", "resnet-sat"):
+    start = time.perf_counter()
+    models[kind], vocab_k, histories[kind] = report_generator(kind, root=root, config=config, device=device,
+                                                              until="decoder")
+    assert vocab_k == vocab
+    print(f"{kind}: {time.perf_counter() - start:.0f} s (image model and decoder, trained or loaded from runs/)")
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for kind, h in histories.items():
+    h = pd.DataFrame(h["decoder"])
+    ax.plot(h.epoch, h.words_loss, "o-", label=kind)
+ax.set_xlabel("epoch"); ax.set_ylabel("word loss (nats / word, teacher forced)")
+ax.set_title("stage 2: the decoder learns, image model frozen"); ax.legend()
+plt.show()
+
+# %% [markdown]
+# The loss does not go to zero, and should not: five pathologists write the same findings in different words,
+# so the next word is genuinely uncertain (which frame, which synonym). What the model can learn is everything
+# that *is* determined: the order of the sections, the grammar, and which grade to write. The cost of each word
+# of the same report as before, now:
+
+# %%
+costs_after = word_costs(models["mdnet"], images[:1], tokens[:1])[0]
+fig, ax = plt.subplots(figsize=(14, 3))
+x = np.arange(len(words))
+ax.bar(x - 0.2, costs_before[:len(words)], 0.4, color="0.7", label="untrained")
+ax.bar(x + 0.2, costs_after[:len(words)], 0.4, color="C0", label="after stage 2")
+ax.set_xticks(x, words, rotation=70, fontsize=8); ax.set_ylabel("-log p(word)"); ax.legend()
+ax.set_title("where the remaining cost is: the words a pathologist could have chosen differently")
+plt.show()
+
+# %% [markdown]
+# ## 6. Writing reports: greedy decoding and beam search
+#
+# At test time there are no true previous words: the model feeds its own. **Greedy** decoding takes the most
+# likely word at each step; **beam search** keeps the $k$ best partial reports and returns the most likely
+# complete one (`beam_search`; optional length normalisation divides the score by length$^\alpha$; a report
+# that never emits `<eos>` stops at `max_len`, so the search never fails). Both return, for every word, the
+# attention map it was written with.
+#
+# Report scores are always computed on such **free-running** reports. The teacher-forced loss is shown beside
+# them, labelled as what it is: a training signal, not performance. And the scores are read against a ceiling:
+# how much the five reference reports of a tile agree among themselves (report 1 against the other four,
+# `report_agreement`; real pathologists: BLEU-4 0.682).
+
+# %%
+ceiling = report_agreement(test.reports)
+rows, generated = {}, {}
+for kind, model in models.items():
+    for beam in (1, 3):
+        start = time.perf_counter()
+        generated[kind, beam] = generate_reports(model, test.images, vocab, beam_size=beam)
+        seconds = time.perf_counter() - start
+        scores = evaluate_reports(model, test, vocab, generated=generated[kind, beam])
+        rows[f"{kind}, {'greedy' if beam == 1 else f'beam {beam}'}"] = {
+            "teacher-forced loss (not a score)": scores["teacher-forced loss"], **scores["report"],
+            "clinical (mean of 5 features)": scores["clinical"]["features (mean)"],
+            "conclusion read from report": scores["clinical"]["conclusion"], "decoding s": seconds}
+rows["five pathologists' agreement (ceiling)"] = {**ceiling}
+table = pd.DataFrame(rows).T
+print(table.to_string(float_format="{:.3f}".format, na_rep="-"))
+
+# %% [markdown]
+# **Reading the table.** The generated reports' BLEU can *exceed* the pathologists' agreement: a model that
+# writes the most common phrasing of each finding matches some reference's n-grams more often than one
+# pathologist's own choice of words does. So the ceiling says how much the references vary, not a limit
+# on BLEU; a report can score well and still state the wrong grade. That is what the clinical score
+# measures: each generated report is read back with the grammar's own parser (`parse_report`) into its five
+# grades and its conclusion, and compared with the ground truth of the tile (`clinical_scores`; the pathology
+# analogue of the labeler-based scores of radiology report generation). Per feature:
+
+# %%
+from mdnet_utils.metrics import clinical_scores
+clinical = pd.DataFrame({kind: clinical_scores(dict(zip(test.ids, generated[kind, 1].texts)), test.truth())
+                         for kind in models}).T
+print(clinical.to_string(float_format="{:.3f}".format))
+
+# %% [markdown]
+# With the image model frozen, the decoder can only say what the diagnosis network's features already know.
+# That network was trained on the diagnosis, which depends on the *sum* of the grades; the conclusion comes
+# out well, while single grades that matter little for the diagnosis are read less reliably. Notebook 07's
+# third stage trains end to end, so the words can shape the features.
+#
+# Greedy and beam reports differ little here: the grammar's most likely phrasing wins either way. Two examples:
+
+# %%
+for i in (0, 1):
+    print(f"tile {i} | reference 1: {test.reports[i][0]}")
+    for kind in models:
+        for beam in (1, 3):
+            print(f"  {kind:10s} {'greedy' if beam == 1 else 'beam 3':6s}: {generated[kind, beam].texts[i]}")
+    print()
+
+# %% [markdown]
+# ## 7. Where the model looked for each word
+#
+# Every generated word comes with its attention map $a_t$ on the 8 × 8 grid. Below, one test tile and, for the
+# words of its mitosis and pleomorphism sentences, MDNet's attention (top) and the baseline's (bottom);
+# notebook 07 overlays them on the image and scores them against the masks.
+
+# %%
+from mdnet_utils.localisation import finding_words
+i = int(next(k for k in range(len(test)) if test.masks["mitosis"][k].any() and test.labels[k] >= 2))
+fig, axes = plt.subplots(2, 9, figsize=(18, 4.6))
+for row, kind in enumerate(models):
+    g = generated[kind, 1]
+    found = finding_words(g.words[i])[:8]
+    axes[row, 0].imshow(test.images[i].permute(1, 2, 0))
+    axes[row, 0].contour(test.masks["mitosis"][i, 0], levels=[0.5], colors="yellow", linewidths=0.8)
+    axes[row, 0].set_title(kind, fontsize=9)
+    for k, (pos, feature, mask) in enumerate(found):
+        axes[row, 1 + k].imshow(on_grid(g.alphas[i][pos], g.grid), cmap="viridis")
+        axes[row, 1 + k].set_title(f"'{g.words[i][pos]}'", fontsize=9)
+    for ax in axes[row]:
+        ax.axis("off")
+plt.suptitle("attention of the finding words (yellow: mitotic figures)")
+plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# - Eq. (11): a report's log-likelihood is the sum of its words' log-probabilities; teacher forcing trains all
+#   steps at once, padding masked. Checked against a word-by-word computation.
+# - Eq. (12): the LSTM step, gate by gate, fed $[E x_{t-1}; z_t]$; Eq. (13): the context vector, an
+#   attention-weighted mean of the feature positions.
+# - Eq. (14): MDNet's attention, $\mathrm{softmax}(W_{att}\tanh(W_h h_{t-1} + c))$, steered by the class activation
+#   map of the predicted class; it sees the image's content only through $c$. Show-Attend-Tell scores every
+#   position by its content instead.
+# - With the image model frozen, both models learn the reports' structure and wording; the free-running scores,
+#   not the teacher-forced loss, are the measure, read beside the references' own agreement and a clinical score.
+#
+# ## Exercises
+#
+# 1. **Length normalisation.** Decode the test tiles with `beam_size=5` and `length_penalty` 0, 0.7 and 1.5.
+#    Do the reports' lengths change? Why is the effect small for this grammar?
+# 2. **The doubly stochastic penalty.** Retrain the baseline's decoder with `fit_reports(..., attention_weight=1.0)`.
+#    How do the attention maps change, and what happens to the scores?
+# 3. **Attention without the CAM.** Replace $c$ by zeros in `CamAttention` (a map that says nothing) and retrain
+#    stage 2. What does the attention depend on then, and do the report scores change?
+# 4. **Sampling.** Write a decoder that samples each word from $p(x_t \mid \dots)$ instead of taking the arg-max.
+#    How much do five sampled reports of one tile agree (use `report_agreement`)? Compare with the pathologists.
+#
+# ## References
+#
+# - Z. Zhang, Y. Xie, F. Xing, M. McGough, L. Yang. *MDNet: A Semantically and Visually Interpretable Medical
+#   Image Diagnosis Network.* CVPR 2017 (arXiv:1707.02485), Section 3.2.
+# - K. Xu, J. Ba, R. Kiros, K. Cho, A. Courville, R. Salakhutdinov, R. Zemel, Y. Bengio. *Show, Attend and Tell:
+#   Neural Image Caption Generation with Visual Attention.* ICML 2015.
+# - S. Hochreiter, J. Schmidhuber. *Long Short-Term Memory.* Neural Computation, 1997.
+# - Z. Chen, Y. Song, T.-H. Chang, X. Wan. *Generating Radiology Reports via Memory-driven Transformer* (R2Gen).
+#   EMNLP 2020 (free-running evaluation with pycocoevalcap).
+# - K. Papineni et al. *BLEU* (ACL 2002); C.-Y. Lin, *ROUGE* (2004); R. Vedantam et al., *CIDEr* (CVPR 2015).

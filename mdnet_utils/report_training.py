@@ -308,7 +308,7 @@ def report_generator(kind: str, *, root: str | os.PathLike, config, device: torc
     notebooks 01-05 (``fit_diagnosis``: EcNet-20-4 for MDNet, ResNet-32 for the baseline); then
     ``config.pick(4, 1)`` epochs of the decoder (lr 3e-3) on all training tiles (``config.pick(None, 256)``: all of
     them in full mode); then ``config.pick(4, 1)`` end-to-end epochs (lr 2e-3, two of each tile's reports a step). Each stage is cached in
-    ``runs/reports/``. Returns the model, the vocabulary and each stage's history.
+    ``runs/reports/``. Returns the model (in eval mode), the vocabulary and each stage's history.
     """
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}: choose one of {', '.join(MODELS)}.")
@@ -322,7 +322,7 @@ def report_generator(kind: str, *, root: str | os.PathLike, config, device: torc
     histories = {"diagnosis": fit_diagnosis(model.image_model, cnn_name, root=root, config=config, device=device,
                                             progress=progress)}
     if until == "diagnosis":
-        return model, vocab, histories
+        return model.eval(), vocab, histories
     train = load_report_tiles(root, "train", vocab, limit=config.pick(full=None, fast=256))
     data_key = fingerprint(train.images, train.tokens)
     for stage, epochs, lr, reports in (("decoder", config.pick(full=4, fast=1), 3e-3, None),
@@ -335,7 +335,7 @@ def report_generator(kind: str, *, root: str | os.PathLike, config, device: torc
             model, train, **s, progress=f"{kind}: {stage}" if progress else False))
         if stage == until:
             break
-    return model, vocab, histories
+    return model.eval(), vocab, histories
 
 
 def _weights_fingerprint(model: nn.Module) -> str:

@@ -130,6 +130,7 @@ print("padding is masked:", torch.allclose(word_loss(more_logits, padded), word_
 
 # %%
 def word_costs(model, images, tokens):
+    model.eval()   # dropout off, batch norm on its running statistics: the same costs on every run
     with torch.no_grad():
         enc = model.encode(images)
         logits, _ = model.decoder(enc.features, tokens, enc.cam)
@@ -141,7 +142,8 @@ fig, ax = plt.subplots(figsize=(14, 3))
 ax.bar(range(len(words)), costs_before[:len(words)], color="0.6")
 ax.axhline(np.log(len(vocab)), color="C3", ls="--", label=f"log V = {np.log(len(vocab)):.2f}")
 ax.set_xticks(range(len(words)), words, rotation=70, fontsize=8)
-ax.set_ylabel("-log p(word)"); ax.set_title("cost of each word under the untrained model"); ax.legend()
+ax.set_ylabel("-log p(word)"); ax.set_title("cost of each word under the untrained model")
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45))  # below the words: no bar hidden
 plt.show()
 
 
@@ -313,7 +315,8 @@ fig, ax = plt.subplots(figsize=(14, 3))
 x = np.arange(len(words))
 ax.bar(x - 0.2, costs_before[:len(words)], 0.4, color="0.7", label="untrained")
 ax.bar(x + 0.2, costs_after[:len(words)], 0.4, color="C0", label="after stage 2")
-ax.set_xticks(x, words, rotation=70, fontsize=8); ax.set_ylabel("-log p(word)"); ax.legend()
+ax.set_xticks(x, words, rotation=70, fontsize=8); ax.set_ylabel("-log p(word)")
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2)  # below the words: no bar hidden
 ax.set_title("where the remaining cost is: the words a pathologist could have chosen differently")
 plt.show()
 

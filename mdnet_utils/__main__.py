@@ -85,13 +85,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from mdnet_utils.runs import evaluate_run
+    from mdnet_utils.runs import evaluate_run, write_json
 
     scores = evaluate_run(args.run, args.data, split=args.split, meteor=None if args.meteor else False)
     out = Path(args.run) / f"scores-{args.split}.json"
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(scores, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_json(out, scores)
     for group, values in scores.items():
         if not isinstance(values, dict):
             print(f"{group:32s} {values:.4f}")

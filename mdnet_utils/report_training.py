@@ -36,9 +36,9 @@ from tqdm.auto import tqdm
 
 from mdnet_utils.data.dataset import ReportDataset, build_vocab
 from mdnet_utils.data.vocab import Vocabulary
-from mdnet_utils.models.decoder import Decoded, word_loss
+from mdnet_utils.models.decoder import word_loss
 from mdnet_utils.models.mdnet import Encoded, ReportGenerator, mdnet, mdnet_loss, resnet_sat
-from mdnet_utils.train import augment, cached_fit, fingerprint, fit_diagnosis
+from mdnet_utils.train import to_input, augment, cached_fit, fingerprint, fit_diagnosis
 
 __all__ = ["ReportTiles", "load_report_tiles", "encode_tiles", "fit_reports", "Generated", "generate_reports",
            "evaluate_reports", "teacher_forced_loss", "rank_by_query", "report_generator", "MODELS", "STAGES"]
@@ -78,13 +78,7 @@ def load_report_tiles(root: str | os.PathLike, split: str, vocab: Vocabulary, *,
     """Read a split (its first ``limit`` tiles) into memory, images resized to ``image_size`` (antialiased
     bilinear; None keeps them), reports cut to ``max_len`` tokens (with a warning). Tiles must share one
     number of reports R (else the smallest is used). Cases with several views give images (N, V, 3, H, W)."""
-    transform = None
-    if image_size is not None:
-        def transform(x: torch.Tensor) -> torch.Tensor:
-            if tuple(x.shape[-2:]) == (image_size, image_size):
-                return x
-            return F.interpolate(x.unsqueeze(0), size=(image_size, image_size), mode="bilinear",
-                                 antialias=True, align_corners=False)[0].clamp(0, 1)
+    transform = None if image_size is None else (lambda x: resize_image(x, image_size))
     ds = ReportDataset(root, split, transform, vocab=vocab)
     n = len(ds) if limit is None else min(limit, len(ds))
     items = [ds[i] for i in range(n)]
@@ -112,6 +106,14 @@ def load_report_tiles(root: str | os.PathLike, split: str, vocab: Vocabulary, *,
         reports=[it["reports"][:r] for it in items])
 
 
+def resize_image(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A float (3, H, W) image in [0, 1] resized to (3, size, size), antialiased bilinear (unchanged if it fits)."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x.unsqueeze(0), size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -128,7 +130,7 @@ def encode_tiles(model: ReportGenerator, images: torch.Tensor, batch_size: int =
     """The image model's half for uint8 tiles, in eval mode, on the model's device."""
     model.eval()
     device = _device(model)
-    parts = [model.encode(images[i:i + batch_size].to(device).float() / 255.0)
+    parts = [model.encode(to_input(images[i:i + batch_size], device))
              for i in range(0, len(images), batch_size)]
     return Encoded(*(torch.cat([getattr(p, k) for p in parts]) for k in ("class_logits", "features", "cam")),
                    parts[0].grid)
@@ -203,16 +205,16 @@ def train_epoch(model: ReportGenerator, train: ReportTiles, order: torch.Tensor,
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             if stage == "decoder":  # no augmentation: the frozen stage sees the tiles as they are
                 out = (model.decode_teacher_forced(encoded[idx.to(encoded.features.device)], tokens)
-                       if encoded is not None else net(_as_input(train.images[idx], device), tokens, stage=stage))
+                       if encoded is not None else net(to_input(train.images[idx], device), tokens, stage=stage))
                 loss, parts = mdnet_loss(out, tokens, None, attention_weight=attention_weight)
             elif stage == "diagnosis":
                 if labels is None:
                     raise ValueError("the diagnosis stage needs a label for every training image.")
-                out = net(augment(_as_input(train.images[idx], device), gen), None, stage=stage)
+                out = net(augment(to_input(train.images[idx], device), gen), None, stage=stage)
                 loss = nn.functional.cross_entropy(out["class_logits"].float(), labels)
                 parts = {"class": float(loss.detach())}
             else:
-                out = net(augment(_as_input(train.images[idx], device), gen), tokens)
+                out = net(augment(to_input(train.images[idx], device), gen), tokens)
                 loss, parts = mdnet_loss(out, tokens, labels, class_weight=class_weight,
                                          attention_weight=attention_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -224,11 +226,6 @@ def train_epoch(model: ReportGenerator, train: ReportTiles, order: torch.Tensor,
             sums[k] = sums.get(k, 0.0) + v * len(idx)
         n += len(idx)
     return {f"{k}_loss": v / n for k, v in sums.items()}
-
-
-def _as_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 tiles (B, 3, H, W) or views (B, V, 3, H, W) as floats in [0, 1] on ``device``."""
-    return images.to(device).float() / 255.0
 
 
 @dataclass
@@ -252,7 +249,7 @@ def generate_reports(model: ReportGenerator, images: torch.Tensor, vocab: Vocabu
     logits, cams, words, alphas, finished, grid = [], [], [], [], [], None
     device = _device(model)
     for i in range(0, len(images), batch_size):
-        enc, dec = model.generate(images[i:i + batch_size].to(device).float() / 255.0, max_len=max_len,
+        enc, dec = model.generate(to_input(images[i:i + batch_size], device), max_len=max_len,
                                   beam_size=beam_size, length_penalty=length_penalty)
         logits.append(enc.class_logits.cpu())
         cams.append(enc.cam.cpu())
@@ -272,7 +269,7 @@ def teacher_forced_loss(model: ReportGenerator, tiles: ReportTiles, batch_size: 
     total, count = 0.0, 0
     for i in range(0, len(tiles), batch_size):
         tokens = _batch_tokens(tiles.tokens[i:i + batch_size]).to(device)
-        out = model(tiles.images[i:i + batch_size].to(device).float() / 255.0, tokens)
+        out = model(to_input(tiles.images[i:i + batch_size], device), tokens)
         n = int((tokens[:, 1:] != 0).sum())
         total += float(word_loss(out["word_logits"], tokens)) * n
         count += n
@@ -378,6 +375,6 @@ def rank_by_query(model: ReportGenerator, images: torch.Tensor, vocab: Vocabular
     scores = []
     model.eval()
     for i in range(0, len(images), batch_size):
-        enc = model.encode(images[i:i + batch_size].to(device).float() / 255.0)
+        enc = model.encode(to_input(images[i:i + batch_size], device))
         scores.append(model.query_log_likelihood(enc, prefixes[i:i + batch_size], query_ids).cpu())
     return torch.cat(scores)

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
+
+from mdnet_utils.report_training import resize_image
+from mdnet_utils.train import atomic_write
 
 __all__ = ["report_images", "plot_run", "NO_DIAGNOSIS"]
 
@@ -28,16 +30,8 @@ STAGE_COLOURS = {"diagnosis": "tab:green", "decoder": "tab:orange", "end_to_end"
 REPORT_SCORES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr", "METEOR")
 
 
-def _atomic(path: Path, write) -> Path:
-    """``write(tmp)`` to a temporary name beside ``path``, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def _save_png(fig, path: Path) -> Path:
-    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
 
 
 def _load_tile(path: Path, size: int) -> torch.Tensor:
@@ -50,10 +44,7 @@ def _load_tile(path: Path, size: int) -> torch.Tensor:
             array = np.array(im.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"{path}: not a readable image ({type(err).__name__}).") from None
-    image = torch.from_numpy(array).permute(2, 0, 1).float() / 255.0
-    if tuple(image.shape[-2:]) != (size, size):
-        image = F.interpolate(image.unsqueeze(0), size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False)[0].clamp(0, 1)
+    image = resize_image(torch.from_numpy(array).permute(2, 0, 1).float() / 255.0, size)
     return (image * 255).round().to(torch.uint8)
 
 
@@ -108,7 +99,7 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
             plt.close(fig)
         records.append({"image": str(images[i]), "diagnosis": diagnosis, "confidence": confidence,
                         "report": gen.texts[i], "png": f"{path.stem}.png"})
-    _atomic(out / "reports.json", lambda tmp: tmp.write_text(json.dumps(records, indent=1) + "\n"))
+    atomic_write(out / "reports.json", lambda tmp: tmp.write_text(json.dumps(records, indent=1) + "\n"))
     return records
 
 

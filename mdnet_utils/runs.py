@@ -38,9 +38,9 @@ from tqdm.auto import tqdm
 from mdnet_utils.data.dataset import DatasetError, ReportDataset, read_annotation
 from mdnet_utils.data.grades import CLASSES
 from mdnet_utils.data.vocab import Vocabulary
-from mdnet_utils.report_training import (MODELS, ReportTiles, evaluate_reports, generate_reports, load_report_tiles,
-                                         train_epoch)
-from mdnet_utils.train import load_checkpoint, save_checkpoint
+from mdnet_utils.report_training import (MODELS, ReportTiles, encode_tiles, evaluate_reports, generate_reports,
+                                         load_report_tiles, train_epoch)
+from mdnet_utils.train import atomic_write, load_checkpoint, save_checkpoint
 
 __all__ = ["schedule", "train_run", "evaluate_run", "load_run", "FORMAT"]
 
@@ -60,16 +60,13 @@ def schedule(epochs: int, labelled: bool) -> list[str]:
     return ["diagnosis"] * first + ["decoder"] * second + ["end_to_end"] * third
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, obj) -> None:
+    """``obj`` as indented JSON at ``path``, atomically."""
+    _write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def _check_args(data: Path, out: Path, model: str, epochs: int, batch_size: int, image_size: int, min_count: int,
@@ -160,7 +157,7 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str = "
                 from None
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "config.json", cfg)
+        write_json(out / "config.json", cfg)
         vocab.save(out / "vocab.json")
         notes = [f"model {cfg['model']}, {len(train)} training and {len(val)} validation cases, "
                  f"{len(vocab)} words (min count {min_count}), schedule {cfg['schedule']}"]
@@ -228,12 +225,10 @@ def _optimizer(net, stage: str, stages: list[str], n_train: int, batch_size: int
 
 
 def _save_last(out: Path, net, opt, sched, state: dict) -> None:
-    path = out / "last.pt"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                "meta": {**state, "format": FORMAT}}, tmp)
-    os.replace(tmp, path)
+    ckpt = {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+            "meta": {**state, "format": FORMAT}}
+    atomic_write(out / "last.pt", lambda tmp: torch.save(ckpt, tmp))
 
 
 @torch.no_grad()
@@ -243,7 +238,6 @@ def _validate(net, val: ReportTiles, vocab: Vocabulary, stage: str) -> dict:
 
     record = {}
     if stage == "diagnosis":
-        from mdnet_utils.report_training import encode_tiles
         enc = encode_tiles(net, val.images)
     else:
         gen = generate_reports(net, val.images, vocab)

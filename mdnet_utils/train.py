@@ -41,7 +41,8 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.rot90(x, k, dims=(-2, -1))
 
 
-def _to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 images (B, 3, H, W), or views (B, V, 3, H, W), as floats in [0, 1] on ``device``."""
     return images.to(device, non_blocking=True).float() / 255.0
 
 
@@ -50,7 +51,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> to
     """The model's logits for uint8 images, in eval mode, batch by batch, on the model's device."""
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([model(_to_input(images[i:i + batch_size], device)).cpu()
+    return torch.cat([model(to_input(images[i:i + batch_size], device)).cpu()
                       for i in range(0, len(images), batch_size)])
 
 
@@ -83,7 +84,7 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, epochs
         total, n = 0.0, 0
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            x = augment(_to_input(images[idx], device), gen)
+            x = augment(to_input(images[idx], device), gen)
             loss = loss_fn(model(x), targets[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -99,15 +100,22 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, epochs
     return history
 
 
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` to a temporary name beside ``path``, then rename it to ``path``: a crash never leaves
+    half a file there. The one way every file of the package (checkpoints, run files, cards) is written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
     """Write ``{"state_dict", "meta"}`` atomically: a crash never leaves half a checkpoint at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state, "meta": meta or {}}, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save({"state_dict": state, "meta": meta or {}}, tmp))
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict:

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv lab test unit notebooks run sync bench site clean
+.PHONY: help venv lab test unit notebooks run sync bench site student clean
 
 help:
 	@echo "make lab    open JupyterLab on notebooks/ (installs .venv first if needed)"
@@ -14,6 +14,7 @@ help:
 	@echo "make sync   pair every notebook with its script in notebooks/py/ (jupytext), after an edit on either side"
 	@echo "make bench  print the benchmarks as JSON"
 	@echo "make site   render the course as static HTML into build/site (open build/site/index.html)"
+	@echo "make student write the student edition into student/ (solutions replaced by stubs, outputs cleared)"
 	@echo "make clean  remove .venv, generated data and runs"
 
 $(STAMP): pyproject.toml
@@ -51,6 +52,9 @@ sync: $(STAMP)
 
 site: $(STAMP)
 	$(BIN)/python -m mdnet_utils site
+
+student: $(STAMP)
+	$(BIN)/python -m mdnet_utils student
 
 clean:
 	rm -rf $(VENV) runs data/synthetic-* data/.synthetic-* data/your-own-data-*

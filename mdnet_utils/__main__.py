@@ -12,6 +12,7 @@
     report  diagnose and report on image files, a diagnosis card each (DIR/<stem>.png, DIR/reports.json):
            report --run RUN IMAGE [IMAGE ...] --out DIR [--beam K]
     site    the course as static HTML (index.html + every notebook, MathJax bundled):  site [--out DIR]
+    student the student edition (solutions replaced by stubs, outputs cleared):        student [--out DIR]
     plot    learning curves (curves.png, scores.png) and evaluate's scores (scores-SPLIT.png) as PNG:
            plot RUN [--out DIR]   (default DIR: RUN)
 
@@ -127,6 +128,17 @@ def _cmd_site(args: argparse.Namespace) -> None:
           f"open {out / 'index.html'}")
 
 
+def _cmd_student(args: argparse.Namespace) -> None:
+    from mdnet_utils.student import build_student_edition, exercises
+
+    import nbformat
+
+    out = build_student_edition(args.out)
+    books = sorted(out.glob("*.ipynb"))
+    stubs = sum(len(exercises(nbformat.read(p, as_version=4), tag="stub")) for p in books)
+    print(f"{out}: {len(books)} notebooks, {stubs} exercises to solve (their checks are in mdnet_utils.exercises)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mdnet_utils import config
 
@@ -190,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("site", help="render the course as a static HTML site (offline: MathJax bundled)")
     p.add_argument("--out", default="build/site", help="folder to write, replaced (default %(default)s)")
     p.set_defaults(func=_cmd_site)
+
+    p = sub.add_parser("student", help="write the student edition: solutions replaced by stubs, outputs cleared")
+    p.add_argument("--out", default="student", help="folder to write, replaced (default %(default)s)")
+    p.set_defaults(func=_cmd_student)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 Every notebook opens the same way (a title; "What you will learn"; "Prerequisites"; "Runtime"
 in fast and full mode; then one setup cell that seeds and picks the device) and closes the same
-way ("Summary", "Exercises", "References"). ``check_structure`` says what is missing.
+way ("Summary", "Exercises" with at least two checked exercises, "Questionnaire", "References").
+``check_structure`` says what is missing.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 OPENING = ("What you will learn", "Prerequisites", "Runtime")
-CLOSING = ("Summary", "Exercises", "References")
+CLOSING = ("Summary", "Exercises", "Questionnaire", "References")
+MIN_CHECKED_EXERCISES = 2
 
 
 def notebook_paths(folder: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -47,8 +49,17 @@ def check_structure(nb) -> list[str]:
                 problems.append(f"the setup cell does not call {name}")
     headings = [m.group(1).strip() for c in cells if c["cell_type"] == "markdown"
                 for m in re.finditer(r"^##\s+(.+)$", _text(c), re.M)]
-    if tuple(headings[-3:]) != CLOSING:
-        problems.append(f"the last three '## ' headings are {headings[-3:]}, not {list(CLOSING)}")
+    if tuple(headings[-len(CLOSING):]) != CLOSING:
+        problems.append(f"the last '## ' headings are {headings[-len(CLOSING):]}, not {list(CLOSING)}")
+    from mdnet_utils.student import exercises  # student imports this module: import here, no cycle
+    try:
+        checked = exercises(nb)
+    except ValueError as err:
+        problems.append(f"a checked exercise is malformed: {err}")
+    else:
+        if len(checked) < MIN_CHECKED_EXERCISES:
+            problems.append(f"{len(checked)} checked exercise(s) (cells tagged 'solution'); "
+                            f"at least {MIN_CHECKED_EXERCISES} are expected")
     return problems
 
 

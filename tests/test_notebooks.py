@@ -51,3 +51,13 @@ def test_every_notebook_is_paired_with_its_script_cell_for_cell(path):
     ours = [(c.cell_type, c.source.strip()) for c in notebook.cells]
     theirs = [(c.cell_type, c.source.strip()) for c in paired.cells]
     assert ours == theirs, f"{path.name} and {script.name} differ: run `make sync`"
+
+
+def test_check_structure_asks_for_a_questionnaire_and_two_checked_exercises():
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    nb.cells = [c for c in nb.cells if "questionnaire" not in c.metadata.get("tags", [])]
+    assert any("Questionnaire" in p for p in check_structure(nb))
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    first = next(c for c in nb.cells if "solution" in c.metadata.get("tags", []))
+    first.metadata["tags"] = []
+    assert any("1 checked exercise" in p for p in check_structure(nb))

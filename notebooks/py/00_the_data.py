@@ -437,6 +437,7 @@ with tempfile.TemporaryDirectory() as tmp:
         print(str(err).replace(str(broken), "<root>"))
         assert ann["train"][0]["id"] in str(err) and "annotation.json" in str(err)
 
+
 # %% [markdown]
 # ## Summary
 #
@@ -449,8 +450,11 @@ with tempfile.TemporaryDirectory() as tmp:
 #   minutes of CPU: learnable, but it has to look at everything.
 # - Masks of the lesion and of the mitotic figures will let us *measure* where CAMs and attention look.
 # - What this data cannot do: teach real histology. Every later figure is a figure on this stand-in.
-#
+
+# %% [markdown]
 # ## Exercises
+#
+# The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **Move a boundary.** Change the rule so that low grade ends at $S = 3$. How do the class counts
 #    change? Which pairs of classes would you expect the CNN to confuse more?
@@ -460,7 +464,97 @@ with tempfile.TemporaryDirectory() as tmp:
 #    re-measure the agreement. Which score moves most, and why?
 # 4. **Break the loader.** Delete an image file, or write `"label": "benign"` into an entry, and read
 #    the message you get. Does it tell you what to fix?
+
+# %% [markdown]
+# ### Exercise A · The conclusion rule
 #
+# Write `conclusion_rule(grades, in_focus)` from section 2's rule alone, without calling the package's
+# `conclusion`: `grades` maps each feature to its grade (a string), `in_focus` is a bool, and the result is one
+# of `CLASSES`. The check compares it with the package on every one of the 162 grade combinations, in and out
+# of focus. *Hint:* `GRADES[feature].index(grade)` is a grade's index.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def conclusion_rule(grades, in_focus):
+    """Section 2: insufficient information out of focus; else by S, the sum of the grade indices."""
+    if not in_focus:
+        return "insufficient information"
+    score = sum(GRADES[f].index(grades[f]) for f in FEATURES)
+    if score == 0:
+        return "normal"
+    return "low grade" if score <= 4 else "high grade"
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_conclusion
+
+check_conclusion(conclusion_rule)
+
+
+# %% [markdown]
+# ### Exercise B · Padding a batch of reports
+#
+# Reports have different lengths, and a batch is one tensor. Write `pad_reports(sequences, pad_id)`, what
+# `collate` does to the token ids of section 8: `sequences` is a list of lists of token ids; return
+# `(tokens, lengths)`, `tokens` a `torch.long` tensor of shape `(B, T)` with `T` the longest sequence, each row
+# the sequence followed by `pad_id`, and `lengths` the true lengths, shape `(B,)`.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def pad_reports(sequences, pad_id):
+    """Pad token-id lists to the longest with pad_id: (tokens (B, T) long, lengths (B,))."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    tokens = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, s in enumerate(sequences):
+        tokens[row, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return tokens, lengths
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_pad_reports
+
+check_pad_reports(pad_reports)
+
+# %% [markdown] tags=["questionnaire"]
+# ## Questionnaire
+#
+# A few questions to check your understanding before you go on; each answer is one or two sentences.
+#
+# 1. A tile has grades moderate, mild, preserved, rare, prominent and is in focus. What is its conclusion, and why?
+#
+#    <details><summary>Answer</summary>
+#
+#    Its abnormality score is S = 1 + 0 + 0 + 0 + 1 = 2, so *low grade* (1 ≤ S ≤ 4).
+#
+#    </details>
+#
+# 2. Why are whole patients, not tiles, split between train, val and test?
+#
+#    <details><summary>Answer</summary>
+#
+#    Tiles of one patient share a staining batch; with a patient on both sides the test score would reward recognising the patient, not reading the tissue.
+#
+#    </details>
+#
+# 3. Five reports of one tile agree with BLEU-4 about 0.7. Why is a much higher agreement not a goal for the grammar?
+#
+#    <details><summary>Answer</summary>
+#
+#    Real pathologists agree about that much (0.68); a grammar that agreed near 1 would make report generation too easy and its scores incomparable with real ones.
+#
+#    </details>
+#
+# 4. What can a network trained on this data *not* teach you?
+#
+#    <details><summary>Answer</summary>
+#
+#    Real histology: the tiles are drawn by a program from a handful of rules, so every figure is a figure on this stand-in.
+#
+#    </details>
+
+# %% [markdown]
 # ## References
 #
 # - Z. Zhang, Y. Xie, F. Xing, M. McGough, L. Yang. *MDNet: A Semantically and Visually Interpretable

@@ -252,6 +252,7 @@ table = pd.DataFrame({name: {"training loss": h[-1]["train_loss"], "training err
                              "test error": 1 - h[-1]["test_acc"]} for name, h in histories.items()}).T
 print(table.round(3).to_string())
 
+
 # %% [markdown]
 # **What to look for, and an honest reading.** The two plain networks tell the degradation story if
 # plain-32 ends with a *higher training* loss and error than plain-8; the residual pair tells the cure if
@@ -270,8 +271,11 @@ print(table.round(3).to_string())
 #   Our ResNet-18 loads torchvision's weights with `strict=True` and computes the same outputs.
 # - Removing the shortcuts makes deeper networks harder to *train*, not just to generalise: the
 #   degradation problem that motivated ResNet.
-#
+
+# %% [markdown]
 # ## Exercises
+#
+# The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **Post against pre.** Train the 2015 paper's post-activation networks, `cifar_resnet(depth, preact=False, plain=...)`,
 #    with the same budget and add them to the plot. Is pre-activation easier to optimise here, as He et al. (2016)
@@ -284,7 +288,91 @@ print(table.round(3).to_string())
 #    although its stride is 1?
 # 4. **Zero-init.** Set every block's last BN weight to zero at initialisation (so every block starts as
 #    the identity) and retrain ResNet-32. What changes in the first epoch?
+
+# %% [markdown]
+# ### Exercise A · A pre-activation block by hand
 #
+# Write `preact_forward(block, x)`, the forward pass of a `PreActBasicBlock` (Eq. 3), from its layers:
+# `block.bn1`, `block.relu`, `block.conv1`, `block.bn2`, `block.conv2` and, where the block changes width or
+# resolution, the projection `block.downsample` (otherwise `None`). The check refuses a call to the block
+# itself, and tries blocks with an identity shortcut and with a strided projection. Mind what the projection
+# reads: He et al.'s code projects the *pre-activated* input.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def preact_forward(block, x):
+    """Eq. (3): x_{l+1} = h(x_l) + F_l(x_l), F_l = BN-ReLU-conv-BN-ReLU-conv; h projects BN-ReLU(x_l) if needed."""
+    a = block.relu(block.bn1(x))                        # the shared pre-activation
+    residual = block.conv2(block.relu(block.bn2(block.conv1(a))))
+    shortcut = x if block.downsample is None else block.downsample(a)
+    return shortcut + residual
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_preact_forward
+
+check_preact_forward(preact_forward)
+
+
+# %% [markdown]
+# ### Exercise B · How big is the output?
+#
+# The shape walk of section 3 follows one formula. Write `conv_output_size(size, kernel, stride, padding)`: the
+# side of a square convolution's output for an input of side `size` (an `int`). Then use it to predict the
+# spatial sizes in section 3's table before you look.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def conv_output_size(size, kernel, stride, padding):
+    """Side of a convolution's output: floor((size + 2 padding - kernel) / stride) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_conv_output_size
+
+check_conv_output_size(conv_output_size)
+
+# %% [markdown] tags=["questionnaire"]
+# ## Questionnaire
+#
+# A few questions to check your understanding before you go on; each answer is one or two sentences.
+#
+# 1. What are $h$ and $f$ in a pre-activation block, and what does Eq. (3) become?
+#
+#    <details><summary>Answer</summary>
+#
+#    Both are identities (where the shape is kept), so $x_{l+1} = x_l + F_l(x_l)$.
+#
+#    </details>
+#
+# 2. Why does a block with a silenced branch compute exactly the identity, and why does that matter?
+#
+#    <details><summary>Answer</summary>
+#
+#    With $F_l = 0$, Eq. (3) gives $x_{l+1} = x_l$: doing nothing is the default, so adding blocks cannot make the best reachable function worse; notebook 02 builds on it.
+#
+#    </details>
+#
+# 3. Where does a CIFAR-style ResNet need a projection shortcut?
+#
+#    <details><summary>Answer</summary>
+#
+#    Where a block changes width or halves the resolution (the first block of stages 2 and 3): there $h$ is a strided 1×1 convolution.
+#
+#    </details>
+#
+# 4. What is the degradation problem: overfitting or optimisation?
+#
+#    <details><summary>Answer</summary>
+#
+#    Optimisation: the deeper plain network has a *higher training* error, although it could copy the shallower one.
+#
+#    </details>
+
+# %% [markdown]
 # ## References
 #
 # - K. He, X. Zhang, S. Ren, J. Sun. *Deep Residual Learning for Image Recognition.* CVPR 2016 (arXiv:1512.03385).

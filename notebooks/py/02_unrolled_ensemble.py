@@ -312,7 +312,8 @@ print(multi.groupby("k")["accuracy"].mean().round(3).to_string())
 # Exercise 4 and a longer training (more epochs, more tiles) are the way to see how much of this changes
 # with training; the gradient norms above show the same picture from the other side: in this trained
 # network most of the gradient reaching stage 1 arrives *through* the residuals, not by the direct term.
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - Applying Eq. (3) repeatedly gives Eq. (4) and, by induction, Eq. (5): inside a stage,
@@ -322,8 +323,11 @@ print(multi.groupby("k")["accuracy"].mean().round(3).to_string())
 # - Read as paths, $n$ blocks give $2^n$ paths of binomially distributed length; deleting blocks from a
 #   residual network degrades it gradually, while deleting a layer of a plain network breaks it.
 # - Notebook 03 puts the classifier on top of Eq. (5): the class score becomes a sum over these members.
-#
+
+# %% [markdown]
 # ## Exercises
+#
+# The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **Where (5) stops.** Run the check across a downsampling block (l in stage 1, L in stage 2). How large is
 #    the error, and which term of Eq. (1) is responsible?
@@ -334,7 +338,109 @@ print(multi.groupby("k")["accuracy"].mean().round(3).to_string())
 #    backward pass only (hint: detach chosen branches), and find where most gradient comes from.
 # 4. **Which blocks matter?** Delete the single most harmful block of the residual network together with
 #    its neighbour. Is the damage the sum of the two single deletions?
+
+# %% [markdown]
+# ### Exercise A · The paths of a linear residual network
 #
+# Take residual branches that are linear maps, $F_i(x) = A_i x$. Then $x_n = (I + A_{n-1}) \cdots (I + A_0)\, x$,
+# and multiplying out gives one term per path: a choice, for every block, of the shortcut or the branch.
+# Write `paths_by_length(x, matrices)` that returns the list $[s_0, \dots, s_n]$, where $s_k$ is the sum of the
+# terms of the paths that take exactly $k$ branches (so $s_0 = x$ and $s_0 + \dots + s_n = x_n$). `x` is a
+# vector of shape `(D,)`, `matrices` a list of $n$ tensors `(D, D)`. Enumerate the $2^n$ paths
+# (`itertools.product((0, 1), repeat=n)`); remember that the block applied first is the rightmost factor.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+import itertools
+
+
+def paths_by_length(x, matrices):
+    """Sum of the paths through n linear residual blocks, grouped by the number k of branches they take."""
+    n = len(matrices)
+    sums = [torch.zeros_like(x) for _ in range(n + 1)]
+    for path in itertools.product((0, 1), repeat=n):      # 1: the branch of block i, 0: its shortcut
+        term = x
+        for i in range(n):                                 # block 0 acts first
+            if path[i]:
+                term = matrices[i] @ term
+        sums[sum(path)] += term
+    return sums
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_paths_by_length
+
+check_paths_by_length(paths_by_length)
+
+
+# %% [markdown]
+# ### Exercise B · Eq. (6)'s two terms
+#
+# Write `gradient_split(x_l, branches, grad_L)`: given a stage's input `x_l`, its residual branches (a list of
+# functions $F_i$) and the gradient of the loss at its output, `grad_L` $= \partial \text{Loss} / \partial x_L$,
+# return Eq. (6)'s two terms `(direct, through_residuals)`, each shaped like `x_l`. Build
+# $x_L = x_l + \sum_i F_i(x_i)$ block by block from a copy of `x_l` that requires gradients, then use
+# `torch.autograd.grad` with `grad_outputs=grad_L` on the sum of the residuals, as in section 3.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def gradient_split(x_l, branches, grad_L):
+    """Eq. (6): dLoss/dx_l = grad_L (direct) + grad_L d(sum_i F_i(x_i))/dx_l (through the residuals)."""
+    x = x_l.detach().clone().requires_grad_(True)
+    stream, residuals = x, 0
+    for branch in branches:
+        r = branch(stream)
+        residuals = residuals + r
+        stream = stream + r
+    through, = torch.autograd.grad(residuals, x, grad_outputs=grad_L)
+    return grad_L, through
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_gradient_split
+
+check_gradient_split(gradient_split)
+
+# %% [markdown] tags=["questionnaire"]
+# ## Questionnaire
+#
+# A few questions to check your understanding before you go on; each answer is one or two sentences.
+#
+# 1. In Eq. (5), which input does the residual function $F_i$ receive?
+#
+#    <details><summary>Answer</summary>
+#
+#    Its own block's input $x_i$, not $x_l$ (the write-up's index slip).
+#
+#    </details>
+#
+# 2. Why does Eq. (5) hold only within a stage?
+#
+#    <details><summary>Answer</summary>
+#
+#    Where a block changes width or resolution its shortcut is a projection, not the identity, so $x_{l+1} \ne x_l + F_l(x_l)$ there.
+#
+#    </details>
+#
+# 3. How many paths does a network of $n$ residual blocks have, and how many of them take $k$ branches?
+#
+#    <details><summary>Answer</summary>
+#
+#    $2^n$ paths, $\binom{n}{k}$ of them of length $k$.
+#
+#    </details>
+#
+# 4. What does the '1' in Eq. (6) guarantee, and what did this notebook's measurement show at 32 layers?
+#
+#    <details><summary>Answer</summary>
+#
+#    The gradient at $x_L$ reaches $x_l$ unchanged; at 32 layers with batch norm neither network's gradient vanishes, so the benefit here is easier optimisation, not a rescued gradient.
+#
+#    </details>
+
+# %% [markdown]
 # ## References
 #
 # - K. He, X. Zhang, S. Ren, J. Sun. *Identity Mappings in Deep Residual Networks.* ECCV 2016 (arXiv:1603.05027).

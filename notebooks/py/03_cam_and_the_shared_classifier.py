@@ -200,6 +200,7 @@ b.plot(range(12), (dec.logits[:12, :] - dec.rest[:12, :])[torch.arange(12), pred
 b.set_xlabel("test tile"); b.set_title("the same, tile by tile: the parts stack up to the logit"); b.legend(fontsize=7, ncol=2)
 plt.show()
 
+
 # %% [markdown]
 # ### The paper's argument, in our words
 #
@@ -215,7 +216,8 @@ plt.show()
 # so that the members stay separately available to the head. Notebooks 04 and 05 build both and measure,
 # at our scale, whether it helps. Note what the bars above already say: the members do not contribute
 # equally, and the share of the last blocks' residuals is far from negligible, so how they are weighed matters.
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - GAP + linear is the mean of the class activation map plus the bias: $z_c = \frac{1}{HW}\sum_{ij} M_c(i,j) + b_c$;
@@ -224,8 +226,11 @@ plt.show()
 #   against the chance level of a uniform map.
 # - With Eq. (5) the logit is an exact sum of member contributions (Eq. 8), each weighed by the same $w^c$:
 #   the shared classifier MDNet sets out to decouple.
-#
+
+# %% [markdown]
 # ## Exercises
+#
+# The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **Chance, exactly.** Show that a constant saliency map scores the mask's area share on both
 #    measures. Why is that the right baseline, and not 0.5?
@@ -235,7 +240,86 @@ plt.show()
 #    Eq. (7) still holds; why does Eq. (8) not?
 # 4. **Members by stage.** Which member carries the largest share for *normal* tiles, and which for
 #    *high grade* tiles? Group the bar chart by the true class.
+
+# %% [markdown]
+# ### Exercise A · A class activation map
 #
+# Write `cam(features, fc_weight)`: Eq. (7)'s maps $M_c(i, j) = \sum_k w^c_k\, y^{(k)}(i, j)$ for every image and
+# every class, from the last feature maps `features` `(B, K, H, W)` and the linear layer's weight `fc_weight`
+# `(C, K)`; return `(B, C, H, W)`. One `torch.einsum` does it; a loop over classes is fine too.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def cam(features, fc_weight):
+    """Eq. (7): M_c(i, j) = sum_k w_k^c y^(k)(i, j), (B, K, H, W) and (C, K) -> (B, C, H, W)."""
+    return torch.einsum("ck,bkhw->bchw", fc_weight, features)
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_cam
+
+check_cam(cam)
+
+
+# %% [markdown]
+# ### Exercise B · The logits, read off the maps
+#
+# Write `logits_from_maps(cams, bias)`: the logits of the network's GAP + linear head, computed from its class
+# activation maps `(B, C, H, W)` and the bias `(C,)` alone; return `(B, C)`. The check compares with the network's
+# own head. (Eq. (7) as printed sums over the positions: is that what the network computes?)
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def logits_from_maps(cams, bias):
+    """GAP + linear, read off the CAMs: logit_c = mean over positions of M_c + b_c."""
+    return cams.mean(dim=(-2, -1)) + bias
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_logits_from_cam
+
+check_logits_from_cam(logits_from_maps)
+
+# %% [markdown] tags=["questionnaire"]
+# ## Questionnaire
+#
+# A few questions to check your understanding before you go on; each answer is one or two sentences.
+#
+# 1. Why is the class score of a GAP + linear network the mean of a map?
+#
+#    <details><summary>Answer</summary>
+#
+#    Pooling and the linear layer are both linear, so they commute: $\sum_k w_k^c \frac{1}{HW}\sum_{i,j} y^{(k)}(i,j) = \frac{1}{HW}\sum_{i,j} M_c(i,j)$.
+#
+#    </details>
+#
+# 2. Why does a CAM have to be upsampled before it is laid over the tile, and what does that cost?
+#
+#    <details><summary>Answer</summary>
+#
+#    It lives on the feature grid (a few cells per side); upsampling smooths it, so fine structure such as single mitoses cannot be resolved.
+#
+#    </details>
+#
+# 3. In Eq. (8), what is the same for every member of the ensemble?
+#
+#    <details><summary>Answer</summary>
+#
+#    The classifier $w^c$: one weight vector scores $y_1$ and every $F_m(y_m)$ alike.
+#
+#    </details>
+#
+# 4. What is MDNet's argument against that?
+#
+#    <details><summary>Answer</summary>
+#
+#    Members carry different information (shallow and deep features); one shared classifier cannot weigh them differently.
+#
+#    </details>
+
+# %% [markdown]
 # ## References
 #
 # - B. Zhou, A. Khosla, A. Lapedriza, A. Oliva, A. Torralba. *Learning Deep Features for Discriminative Localization.* CVPR 2016 (CAM).

@@ -166,6 +166,7 @@ b.legend(fontsize=8, loc="lower right")
 plt.show()
 print(contrib.round(2).to_string())
 
+
 # %% [markdown]
 # **What happens at this scale.** Read the table and the curves above for this run; the paper's claim
 # (decoupling helps) was made for EcNet on CIFAR with 200 GPU epochs, and our setting, 8 epochs on
@@ -176,7 +177,8 @@ print(contrib.round(2).to_string())
 # chart shows an ensemble in the strict sense: every deep member alone reads the diagnosis almost as well
 # as all of them together, and dropping any single member costs (almost) nothing. The members are
 # redundant here; on a harder task, where they disagree, how they are weighed is what Eq. (9) is about.
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - Eq. (9) gives each ensemble member its own classifier $w^c_m$ and sums the scores; with all $w^c_m$
@@ -187,8 +189,11 @@ print(contrib.round(2).to_string())
 #   scale the accuracy difference is small, and we report it as measured.
 # - Per-member contributions show which depths of the network each head relies on; with decoupled
 #   classifiers every member is a classifier of its own, and here they are largely redundant.
-#
+
+# %% [markdown]
 # ## Exercises
+#
+# The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **Tie the weights.** Constrain all member classifiers of a `DecoupledHead` to be equal (share one
 #    `nn.Linear`). Which network is this, and does it train like the shared ResNet?
@@ -198,7 +203,87 @@ print(contrib.round(2).to_string())
 #    decoupled head's behaviour does that keep?
 # 4. **Where does the gain come from?** The decoupled network also has a BN–ReLU per member. Train a variant
 #    with one BN–ReLU on the concatenation instead. Which change matters more?
+
+# %% [markdown]
+# ### Exercise A · Eq. (9), by hand
 #
+# Write `decoupled_scores(members, weights, bias)`: Eq. (9) with GAP, $p^c = \sum_m w^c_m \cdot \mathrm{GAP}(\text{member}_m) + b_c$,
+# for `members` a list of `(B, K_m, H, W)` tensors, `weights` a list of `(C, K_m)` classifiers and `bias` `(C,)`;
+# return `(B, C)`.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def decoupled_scores(members, weights, bias):
+    """Eq. (9): p^c = sum_m w_m^c . GAP(member_m) + b_c."""
+    return sum(m.mean(dim=(-2, -1)) @ w.T for m, w in zip(members, weights)) + bias
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_decoupled_scores
+
+check_decoupled_scores(decoupled_scores)
+
+
+# %% [markdown]
+# ### Exercise B · One linear layer is many classifiers
+#
+# Section 1 showed that a linear layer over the concatenated members *is* a decoupled head. Make it concrete:
+# write `split_linear(fc, member_channels)` that returns the per-member weights $w_m$ `(C, K_m)` hidden in the
+# `nn.Linear` `fc` (whose input is the members concatenated in order, of widths `member_channels`), so that
+# $\sum_m w_m \cdot \mathrm{GAP}(\text{member}_m) + b$ equals `fc` on the concatenation.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def split_linear(fc, member_channels):
+    """The blocks of columns of fc.weight, one per member: fc(cat) = sum_m w_m . member_m + b."""
+    return list(torch.split(fc.weight, list(member_channels), dim=1))
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_split_linear
+
+check_split_linear(split_linear)
+
+# %% [markdown] tags=["questionnaire"]
+# ## Questionnaire
+#
+# A few questions to check your understanding before you go on; each answer is one or two sentences.
+#
+# 1. With all $w^c_m$ equal, what does Eq. (9) reduce to?
+#
+#    <details><summary>Answer</summary>
+#
+#    Eq. (8), the shared classifier of a residual network.
+#
+#    </details>
+#
+# 2. Why is a decoupled head no more expressive than one linear layer over the concatenated members?
+#
+#    <details><summary>Answer</summary>
+#
+#    A linear layer over a concatenation splits into one block of columns per member: exactly Eq. (9).
+#
+#    </details>
+#
+# 3. Then what does decoupling change?
+#
+#    <details><summary>Answer</summary>
+#
+#    What the classifier can see: in a residual network the members are summed before the head, so it sees only their sum.
+#
+#    </details>
+#
+# 4. At this scale the decoupled head's members are redundant. What in the notebook shows it?
+#
+#    <details><summary>Answer</summary>
+#
+#    Every deep member alone reads the diagnosis almost as well as all of them together, and dropping any single member costs almost nothing.
+#
+#    </details>
+
+# %% [markdown]
 # ## References
 #
 # - Z. Zhang, Y. Xie, F. Xing, M. McGough, L. Yang. *MDNet: A Semantically and Visually Interpretable Medical

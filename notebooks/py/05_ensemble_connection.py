@@ -190,6 +190,7 @@ b.set_xscale("log"); b.set_xlabel("parameters"); b.set_ylabel("test accuracy")
 b.set_title("accuracy against size (marker area: time per epoch)")
 plt.show()
 
+
 # %% [markdown]
 # **What this does and does not say.** Read the table for this run. All four networks read the diagnosis of
 # our tiles well after 8 short epochs, so differences of a point or two are within what another seed would
@@ -202,7 +203,8 @@ plt.show()
 # single CAM: NaN in the table; summing its members' maps would give one, an exercise.)
 # In the run committed here, both EcNets' CAMs put more of their mass in the lesion than the ResNet's
 # (about 0.80 against 0.74, chance 0.62), a hint worth testing with more seeds before believing it.
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - Eq. (10) concatenates a block's residual with its input instead of adding them; a linear head over the
@@ -213,8 +215,11 @@ plt.show()
 #   for EcNet-110-4 (the table's 1.8M).
 # - On our tiles all four networks do well; the comparison is reported as measured, and the paper's CIFAR
 #   numbers are a reference we do not reproduce.
-#
+
+# %% [markdown]
 # ## Exercises
+#
+# The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **The literal net's growth.** From the bookkeeping table, write the number of output channels of block $l$
 #    of the literal net as a formula. How many parameters would a literal net of depth 110 have?
@@ -223,7 +228,93 @@ plt.show()
 # 3. **Decoupled EcNet.** Read the released EcNet's final feature as two members (the last stage's concatenated
 #    parts) and use `DecoupledHead.from_linear` to split its head. Which part carries more of the logit?
 # 4. **A fair budget.** Train `ecnet(29, 4)` (about ResNet-32's size) with the same recipe. Is the time worth it here?
+
+# %% [markdown]
+# ### Exercise A · An ensemble-connection block
 #
+# Write `concat_forward(block, y)`, the forward pass of a `LiteralConcatBlock`, Eq. (10): $y_{l+1} = F_l(y_l) \oplus h(y_l)$,
+# from `block.branch` ($F_l$) and `block.h` (the identity, or a 2×2 average where the block halves the resolution),
+# concatenated along the channels with $F_l$'s channels first. The check refuses a call to the block itself.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def concat_forward(block, y):
+    """Eq. (10): y_{l+1} = F_l(y_l) (+) h(y_l), concatenated along the channels, F_l first."""
+    return torch.cat([block.branch(y), block.h(y)], dim=1)
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_concat_forward
+
+check_concat_forward(concat_forward)
+
+
+# %% [markdown]
+# ### Exercise B · The literal net's growth
+#
+# Write `literal_channels(depth, widen_factor)`: the number of output channels of every block of
+# `literal_ecnet(depth, widen_factor)`, in order, from the rule alone: a 16-channel stem, then three stages of
+# $n = (\text{depth} - 2) / 9$ blocks, each block concatenating $16k$, $32k$ or $64k$ new channels (stage 1, 2, 3) to its
+# input. (This is Exercise 1's formula, checked.)
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def literal_channels(depth, widen_factor):
+    """Channels after each literal ensemble-connection block: every block adds its stage's growth."""
+    n = (depth - 2) // 9
+    channels, out = 16, []
+    for growth in (16 * widen_factor, 32 * widen_factor, 64 * widen_factor):
+        for _ in range(n):
+            channels += growth
+            out.append(channels)
+    return out
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_literal_channels
+
+check_literal_channels(literal_channels)
+
+# %% [markdown] tags=["questionnaire"]
+# ## Questionnaire
+#
+# A few questions to check your understanding before you go on; each answer is one or two sentences.
+#
+# 1. What does $\oplus$ in Eq. (10) do that $+$ in Eq. (3) does not?
+#
+#    <details><summary>Answer</summary>
+#
+#    It keeps $F_l(y_l)$ and $y_l$ in separate channels, so a later linear head can weigh them separately.
+#
+#    </details>
+#
+# 2. Where does the authors' released EcNet concatenate, and where does it add?
+#
+#    <details><summary>Answer</summary>
+#
+#    It concatenates at the first block of each stage (the residual and a strided 1×1 projection) and adds inside the stages.
+#
+#    </details>
+#
+# 3. Why does the literal reading grow so fast, and what keeps the released net's size in check?
+#
+#    <details><summary>Answer</summary>
+#
+#    Every block adds its branch's width; the released net concatenates three times only and runs stage 3 at half its nominal width.
+#
+#    </details>
+#
+# 4. How do you know our EcNet is the released one?
+#
+#    <details><summary>Answer</summary>
+#
+#    Its parameter counts match to the parameter: 7,918,362 for EcNet-56-12, the count the authors' own log prints.
+#
+#    </details>
+
+# %% [markdown]
 # ## References
 #
 # - Z. Zhang, Y. Xie, F. Xing, M. McGough, L. Yang. *MDNet: A Semantically and Visually Interpretable Medical

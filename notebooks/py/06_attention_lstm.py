@@ -407,6 +407,7 @@ for row, kind in enumerate(models):
 plt.suptitle("attention of the finding words (yellow: mitotic figures)")
 plt.show()
 
+
 # %% [markdown]
 # ## Summary
 #
@@ -419,8 +420,11 @@ plt.show()
 #   position by its content instead.
 # - With the image model frozen, both models learn the reports' structure and wording; the free-running scores,
 #   not the teacher-forced loss, are the measure, read beside the references' own agreement and a clinical score.
-#
+
+# %% [markdown]
 # ## Exercises
+#
+# The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **Length normalisation.** Decode the test tiles with `beam_size=5` and `length_penalty` 0, 0.7 and 1.5.
 #    Do the reports' lengths change? Why is the effect small for this grammar?
@@ -430,7 +434,112 @@ plt.show()
 #    stage 2. What does the attention depend on then, and do the report scores change?
 # 4. **Sampling.** Write a decoder that samples each word from $p(x_t \mid \dots)$ instead of taking the arg-max.
 #    How much do five sampled reports of one tile agree (use `report_agreement`)? Compare with the pathologists.
+
+# %% [markdown]
+# ### Exercise A · Eq. (11): a report's log-likelihood
 #
+# Write `report_log_likelihood(logits, tokens, pad_id)`: for each report of the batch,
+# $\log p(\text{report} \mid I) = \sum_t \log p(x_t \mid I, x_{<t})$. `tokens` `(B, T)` starts with `<bos>` and is padded
+# with `pad_id`; `logits` `(B, T-1, V)` holds at step $t$ the scores for `tokens[:, t + 1]`. Padding targets must not
+# count. Return `(B,)`.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def report_log_likelihood(logits, tokens, pad_id):
+    """Eq. (11): sum over the real targets tokens[:, 1:] of log p(x_t | I, x_<t)."""
+    targets = tokens[:, 1:]
+    logp = logits.log_softmax(dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return (logp * (targets != pad_id)).sum(dim=1)
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_report_log_likelihood
+
+check_report_log_likelihood(report_log_likelihood)
+
+
+# %% [markdown]
+# ### Exercise B · Eq. (13): the context vector
+#
+# Write `context_vector(alpha, features)`: Eq. (13), $z = \sum_i \alpha_i C_i$, where the $N = HW$ positions $i$ of the
+# feature maps `(B, K, H, W)` are numbered row by row (as `features.flatten(2)` does) and `alpha` is `(B, N)`;
+# return `(B, K)`.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def context_vector(alpha, features):
+    """Eq. (13): z = sum_i alpha_i C_i over the N = H W positions, row by row."""
+    return torch.einsum("bn,bkn->bk", alpha, features.flatten(2))
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_context
+
+check_context(context_vector)
+
+
+# %% [markdown]
+# ### Exercise C · Eq. (14): MDNet's attention
+#
+# Write `cam_attention(h, cam, W_h, W_att)`: Eq. (14) as this course implements it,
+# $\alpha = \mathrm{softmax}(W_{att} \tanh(W_h h + c))$, with `W_h` and `W_att` the `nn.Linear` layers given and $c$ the
+# class activation map `cam` `(B, N)` *standardised* per image (zero mean, unit standard deviation over the positions,
+# population variance, `1e-5` added to the variance): section 4 explains why. Return `(B, N)`.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def cam_attention(h, cam, W_h, W_att):
+    """Eq. (14): alpha = softmax(W_att tanh(W_h h + c)), c the CAM standardised per image."""
+    c = (cam - cam.mean(dim=1, keepdim=True)) / torch.sqrt(cam.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
+    return torch.softmax(W_att(torch.tanh(W_h(h) + c)), dim=-1)
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_cam_attention
+
+check_cam_attention(cam_attention)
+
+# %% [markdown] tags=["questionnaire"]
+# ## Questionnaire
+#
+# A few questions to check your understanding before you go on; each answer is one or two sentences.
+#
+# 1. Why is training on Eq. (11) called *teacher forcing*, and what changes when the model writes a report on its own?
+#
+#    <details><summary>Answer</summary>
+#
+#    Each step is fed the true previous word; when generating, it is fed its own previous choice, so early mistakes carry on.
+#
+#    </details>
+#
+# 2. What does MDNet's attention (Eq. 14) look at, and what does Show-Attend-Tell's look at?
+#
+#    <details><summary>Answer</summary>
+#
+#    MDNet's: the hidden state and the class activation map $c$ only; Show-Attend-Tell's: the hidden state and the features' content at every position.
+#
+#    </details>
+#
+# 3. Why is the CAM standardised before the tanh?
+#
+#    <details><summary>Answer</summary>
+#
+#    A raw CAM's scale is arbitrary (it grows with the classifier's weights) and would saturate the tanh; standardised, only its shape counts.
+#
+#    </details>
+#
+# 4. Does beam search always give a higher BLEU than greedy decoding?
+#
+#    <details><summary>Answer</summary>
+#
+#    No: it finds more likely reports, which need not be closer to the references; measure it, as section 6 does.
+#
+#    </details>
+
+# %% [markdown]
 # ## References
 #
 # - Z. Zhang, Y. Xie, F. Xing, M. McGough, L. Yang. *MDNet: A Semantically and Visually Interpretable Medical

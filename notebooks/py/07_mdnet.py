@@ -311,6 +311,7 @@ attention_strip(axes.flatten(), test.images[i], words, g.alphas[i], g.grid, list
 fig.suptitle("MDNet: where it looked for every word of one report (mitotic figures outlined)")
 plt.show()
 
+
 # %% [markdown]
 # ## Summary
 #
@@ -321,8 +322,11 @@ plt.show()
 #   localisation against chance. The targets are printed above with the figures this run reached.
 # - Per-word attention overlays, a diagnosis card and retrieval by symptom description are what make the model
 #   inspectable; the attention is evidence of where the model looked, not proof of why it wrote a word.
-#
+
+# %% [markdown]
 # ## Exercises
+#
+# The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **True class or predicted class?** Retrain stage 3 with the CAM of the *true* class in Eq. (14) (a
 #    `ReportGenerator.encode` variant taking labels). What happens at test time, where only the prediction exists?
@@ -334,7 +338,91 @@ plt.show()
 #    move, and what does that say about what limited them?
 # 5. **A report as the query.** Rank the test tiles by the likelihood of a whole reference report of one tile.
 #    Is that tile ranked first?
+
+# %% [markdown]
+# ### Exercise A · How much of the map lies in the lesion?
 #
+# Write `mass_inside_mask(saliency, mask)`: the share of a map's positive mass that lies inside a mask,
+# $\sum s\,m / \sum s$ with $s = \mathrm{ReLU}(\text{saliency})$, for a map `(H, W)` and a boolean mask `(H, W)`; for
+# a map with no positive mass at all, return the mask's area share (what a uniform map scores). Return a number.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def mass_inside_mask(saliency, mask):
+    """The share of ReLU(saliency) inside the mask; the mask's area share when there is no mass."""
+    s, m = torch.relu(saliency), mask.to(saliency.dtype)
+    total = s.sum()
+    if total == 0:
+        return float(m.mean())
+    return float((s * m).sum() / total)
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_mass_inside
+
+check_mass_inside(mass_inside_mask)
+
+
+# %% [markdown]
+# ### Exercise B · The pointing game
+#
+# Write `pointing_game_hit(saliency, mask)`: 1.0 when the maximum of $\mathrm{ReLU}(\text{saliency})$ lies in the mask, 0.0
+# when not; with several equal maxima (a constant map, for one), the share of them inside the mask. Return a number.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def pointing_game_hit(saliency, mask):
+    """1.0 if the map's maximum lies in the mask; with ties, the share of maximal points inside."""
+    s = torch.relu(saliency)
+    at_max = s == s.max()
+    return float((at_max & mask).sum() / at_max.sum())
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_pointing_game
+
+check_pointing_game(pointing_game_hit)
+
+# %% [markdown] tags=["questionnaire"]
+# ## Questionnaire
+#
+# A few questions to check your understanding before you go on; each answer is one or two sentences.
+#
+# 1. MDNet is trained in three stages. What is trained in each, and why not all at once from the start?
+#
+#    <details><summary>Answer</summary>
+#
+#    The image model first, then the language model on frozen features, then both end to end: a language model on random features would learn to ignore the image.
+#
+#    </details>
+#
+# 2. What does the loss of stage 3 combine, and with what weight?
+#
+#    <details><summary>Answer</summary>
+#
+#    $L = L_{words} + 0.1\,L_{class}$: the word loss plus the diagnosis loss, weighted by 0.1.
+#
+#    </details>
+#
+# 3. Why is attention measured on the *finding words* only?
+#
+#    <details><summary>Answer</summary>
+#
+#    Words such as 'the' or 'of' have nothing to point at; a finding word's attention should fall on the lesion or the mitoses.
+#
+#    </details>
+#
+# 4. How does retrieval by symptom description use the language model?
+#
+#    <details><summary>Answer</summary>
+#
+#    It ranks tiles by the log-likelihood the model gives the query sentence (Eq. 11), given each tile.
+#
+#    </details>
+
+# %% [markdown]
 # ## References
 #
 # - Z. Zhang, Y. Xie, F. Xing, M. McGough, L. Yang. *MDNet: A Semantically and Visually Interpretable Medical

@@ -264,6 +264,7 @@ compare = pd.DataFrame({name: pd.read_json(WORK / name / "metrics.jsonl", lines=
 compare["relative difference"] = (compare["two-processes"] - compare["one-process"]).abs() / compare["one-process"]
 print(compare.to_string(float_format="{:.4f}".format))
 
+
 # %% [markdown]
 # ## Summary
 #
@@ -274,8 +275,11 @@ print(compare.to_string(float_format="{:.4f}".format))
 # - Without labels, the class loss is off and the attention is unconditioned; with two views per case, the views'
 #   feature maps are averaged.
 # - `torchrun` runs the same command on several processes or GPUs, following a single process closely.
-#
+
+# %% [markdown]
 # ## Exercises
+#
+# The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **Labels help?** Export the data again with `keep_labels=True` and train with the same budget. Compare the
 #    report scores, and look at the attention in the cards now that a CAM steers it.
@@ -283,7 +287,98 @@ print(compare.to_string(float_format="{:.4f}".format))
 # 3. **The baseline.** Train `--model resnet-sat` with the same budget and compare the two runs' `scores-test.json`.
 # 4. **Your data.** Put a few of your own images and reports in the layout of section 1 and run `data --check` on it.
 #    What does it report?
+
+# %% [markdown]
+# ### Exercise A · One entry of annotation.json
 #
+# Write `annotation_entry(case_id, image_files, reports, label)`: one entry of the layout of section 1 for a case with
+# images `image_files` (paths under `images/`), a list of reference reports and a `label` (one of `CLASSES`, or
+# `None` when you have none). The check writes your entries into a fresh data set and reads them back with
+# `ReportDataset`: the loader's own error message tells you what it refused.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def annotation_entry(case_id, image_files, reports, label):
+    """An R2Gen-style entry: id, image paths, the first report, all reports, the label if there is one."""
+    entry = {"id": case_id, "image_path": list(image_files), "report": reports[0], "reports": list(reports)}
+    if label is not None:
+        entry["label"] = label
+    return entry
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_annotation_entry
+
+check_annotation_entry(annotation_entry)
+
+
+# %% [markdown]
+# ### Exercise B · A split by patient
+#
+# Write `patient_split(patients, seed)`: given the patient of every tile (a list of strings, one per tile), return
+# one of `"train"`, `"val"`, `"test"` per tile so that every patient's tiles are in one split, about 70/15/15 of the
+# *patients* go to train/val/test, every split gets at least one patient, and the same seed gives the same split
+# (shuffle the distinct patients with `np.random.default_rng(seed)`).
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def patient_split(patients, seed):
+    """A seeded 70/15/15 split of the distinct patients; every tile follows its patient."""
+    distinct = sorted(set(patients))
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    n_val = max(1, round(0.15 * len(distinct)))
+    n_test = max(1, round(0.15 * len(distinct)))
+    split_of = {}
+    for rank, i in enumerate(order):
+        split_of[distinct[i]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    return [split_of[p] for p in patients]
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_patient_split
+
+check_patient_split(patient_split)
+
+# %% [markdown] tags=["questionnaire"]
+# ## Questionnaire
+#
+# A few questions to check your understanding before you go on; each answer is one or two sentences.
+#
+# 1. What does an entry of `annotation.json` need at the least, and what can it add for MDNet?
+#
+#    <details><summary>Answer</summary>
+#
+#    An `id`, a `report` and a list of `image_path`s; MDNet can use `label`, several `reports`, `grades` and `mask_path` when they exist.
+#
+#    </details>
+#
+# 2. Without labels, what happens to the class loss and to the attention?
+#
+#    <details><summary>Answer</summary>
+#
+#    The class loss is off and the attention is unconditioned (a zero CAM).
+#
+#    </details>
+#
+# 3. How is a case with two views fed to the model?
+#
+#    <details><summary>Answer</summary>
+#
+#    Each view goes through the image model and their feature maps are averaged.
+#
+#    </details>
+#
+# 4. What does `--resume` guarantee?
+#
+#    <details><summary>Answer</summary>
+#
+#    Training continues exactly where it stopped, from the state_dict checkpoints in the run folder.
+#
+#    </details>
+
+# %% [markdown]
 # ## References
 #
 # - Z. Chen, Y. Song, T.-H. Chang, X. Wan. *Generating Radiology Reports via Memory-driven Transformer* (R2Gen).

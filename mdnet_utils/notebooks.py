@@ -1,9 +1,9 @@
 """Course upkeep: run every notebook in place (``make run``) and check the shape they all share.
 
-Every notebook opens the same way (a title; "What you will learn"; "Prerequisites"; "Runtime"
-in fast and full mode; then one setup cell that seeds and picks the device) and closes the same
-way ("Summary", "Exercises" with at least two checked exercises, "Questionnaire", "References").
-``check_structure`` says what is missing.
+Every notebook opens the same way (a title; "What you will learn" ending in "Equations covered: ...";
+"Prerequisites"; "Runtime" in fast and full mode; then one setup cell that seeds and picks the
+device) and closes the same way ("Summary", "Exercises" with at least two checked exercises,
+"Questionnaire", "References"). ``check_structure`` says what is missing.
 """
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ def check_structure(nb) -> list[str]:
     for heading in OPENING:
         if not re.search(rf"^#+\s*{heading}", opening, re.M | re.I):
             problems.append(f"the opening has no '{heading}' heading before the setup cell")
+    if not re.search(r"^\*?Equations covered:", opening, re.M):
+        problems.append("the opening has no 'Equations covered:' line (the series map and the README read it)")
     if not re.search(r"fast", opening, re.I) or not re.search(r"full", opening, re.I):
         problems.append("the runtime does not state both fast and full mode")
     if first_code is None:

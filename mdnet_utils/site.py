@@ -2,7 +2,8 @@
 
 ``build_site`` renders each committed notebook with its outputs (nbconvert's HTMLExporter) and
 writes ``index.html``, a map of the series: per notebook its title, what it teaches (the "What
-you will learn" bullets), the equations it covers and its runtime. Equations are typeset by a
+you will learn" bullets), the equations it covers (its "Equations covered:" line, which the README's
+course map repeats) and its runtime. Equations are typeset by a
 copy of MathJax 2.7 from the ``jupyter-server-mathjax`` package under ``mathjax/``: the site
 works offline and loads no script from the network. The folder is written next to ``out`` and
 renamed into place, so ``out`` is either the old site or the complete new one.
@@ -78,6 +79,14 @@ def equations(text: str) -> list[int]:
     return sorted(found)
 
 
+def covered(text: str) -> list[int]:
+    """Equation numbers from a list such as "(1)–(3), (7)" ("none" gives [])."""
+    found = set()
+    for a, b in re.findall(r"\((\d+)\)(?:\s*[-–]\s*\((\d+)\))?", text):
+        found.update(range(int(a), int(b or a) + 1))
+    return sorted(found)
+
+
 def _ranges(numbers: list[int]) -> str:
     out, i = [], 0
     while i < len(numbers):
@@ -97,8 +106,10 @@ def describe(nb) -> dict:
     title = _text(cells[0]).splitlines()[0].lstrip("#").strip() if cells else ""
     learn = _section(opening, "What you will learn")
     bullets = [re.sub(r"^[-*]\s+", "", line).strip() for line in learn.splitlines() if re.match(r"\s*[-*]\s", line)]
-    # The equations it covers: those its "What you will learn" names; else every Eq. its text mentions.
-    eqs = equations(learn) or equations("\n".join(_text(c) for c in cells if c["cell_type"] == "markdown"))
+    # The equations it covers: its own line "Equations covered: (a)–(b), ..." (README's course map says the
+    # same, and a test holds the two together); without one, what its "What you will learn" names.
+    declared = re.search(r"Equations covered:(.*)", opening)
+    eqs = covered(declared.group(1)) if declared else equations(learn)
     return {"title": title, "learn": bullets, "equations": eqs, "runtime": _section(opening, "Runtime")}
 
 

@@ -8,10 +8,11 @@ import re
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from mdnet_utils.notebooks import notebook_paths
-from mdnet_utils.site import build_site, equations
+from mdnet_utils.site import build_site, covered, describe, equations
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -33,6 +34,23 @@ def _has_images(path: Path) -> bool:
 def test_equation_mentions_are_parsed():
     assert equations("Eq. (1)–(2) and Eq. (3)") == [1, 2, 3]
     assert equations("Eqs. (13)-(14): the context; Eqs. (4) and (5); Eq. 7)") == [4, 5, 7, 13, 14]
+
+
+def test_a_declared_list_of_equations_is_parsed():
+    assert covered(" (1)–(3), all of them") == [1, 2, 3]
+    assert covered("(9), (11)-(12)") == [9, 11, 12]
+    assert covered("none: the data comes before the model") == []
+
+
+def test_the_series_map_and_the_readme_course_map_name_the_same_equations():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = dict(re.findall(r"^\| \[\d\d · [^]]*\]\(notebooks/(\d\d)_\w+\.ipynb\) \|[^|]*\| ([^|]*) \|", readme, re.M))
+    assert sorted(rows) == [p.name[:2] for p in notebook_paths()]
+    for path in notebook_paths():
+        listed = rows[path.name[:2]].strip()
+        numbers = [] if listed == "(none)" else covered("".join(f"({n})" if n.isdigit() else n
+                                                                 for n in re.split(r"(\d+)", listed)))
+        assert describe(nbformat.read(path, as_version=4))["equations"] == numbers, path.name
 
 
 def test_every_page_is_offline_and_the_index_links_every_notebook(site):

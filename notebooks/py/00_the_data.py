@@ -27,6 +27,8 @@
 # - that the data is learnable, but not trivially: a small CNN's accuracy on the conclusion and on every grade;
 # - how the loader reads it (the R2Gen layout, so real data reads the same way) and what it says about bad input.
 #
+# *Equations covered: none: the data comes before the model.*
+#
 # ### Prerequisites
 # Python and NumPy; a first look at PyTorch (tensors, `nn.Module`, a training loop). No pathology needed.
 #

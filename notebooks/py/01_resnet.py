@@ -26,6 +26,8 @@
 # - that `mdnet_utils.models.resnet18` loads torchvision's weights and computes the same function;
 # - the degradation problem: why a deeper plain network trains *worse*, and what the shortcut changes.
 #
+# *Equations covered: (1)–(3).*
+#
 # ### Prerequisites
 # Notebook 00 (the data). PyTorch basics: `nn.Conv2d`, `nn.BatchNorm2d`, a training loop.
 #

@@ -27,6 +27,8 @@
 # - what Eq. (6) says about gradients (the direct "1" term), checked with autograd, and how gradient norms differ with and without shortcuts;
 # - the ensemble view of Veit et al. (2016): $2^n$ paths, a binomial distribution of path lengths, and lesion studies that delete blocks.
 #
+# *Equations covered: (4)–(6).*
+#
 # ### Prerequisites
 # Notebook 01 (residual blocks, Eq. 3; the networks trained there are reused if they exist).
 #

@@ -28,6 +28,8 @@
 # - Eq. (8): every logit as an exact sum of member contributions, read from the residual stream;
 # - the paper's argument against one shared classifier, and where MDNet goes from here.
 #
+# *Equations covered: (7)–(8).*
+#
 # ### Prerequisites
 # Notebooks 01 and 02 (the trained ResNet-32 is reused from `runs/` if notebook 01 has run).
 #

@@ -27,6 +27,8 @@
 # - how a decoupled head compares with the shared head on the same backbone, trained the same way (reported as it comes out);
 # - per-member importance: what each member contributes, and what deleting it costs.
 #
+# *Equations covered: (9).*
+#
 # ### Prerequisites
 # Notebooks 01–03 (the shared ResNet-32 of notebook 01 is reused from `runs/` if it exists).
 #

@@ -26,6 +26,8 @@
 # - the channel bookkeeping of both, block by block, and EcNet's parameter counts against the paper's table (to the parameter);
 # - how pre-activation ResNet, decoupled ResNet, literal ensemble-connection and EcNet compare on our tiles (accuracy, parameters, time per epoch, CAM localisation), and what that does and does not say.
 #
+# *Equations covered: (10).*
+#
 # ### Prerequisites
 # Notebooks 01–04.
 #

@@ -29,6 +29,8 @@
 # - greedy decoding against beam search, and why teacher-forced scores are not performance;
 # - to score generated reports three ways: captioning metrics against the data's own ceiling, a clinical score, and where the attention looked.
 #
+# *Equations covered: (11)–(14).*
+#
 # ### Prerequisites
 # Notebooks 03 (class activation maps) and 05 (EcNet). Their networks are reused from `runs/` when those
 # notebooks have run.

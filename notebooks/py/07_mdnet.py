@@ -27,6 +27,8 @@
 # - to read per-word attention overlays (thresholded at 0.3 × max, as the authors draw them) and a diagnosis card;
 # - retrieval by symptom description: ranking images by the likelihood of a phrase, scored by precision@k.
 #
+# *Equations covered: (1)–(14), all of them in one network.*
+#
 # ### Prerequisites
 # Notebook 06 (its trained language models are reused from `runs/` when it has run).
 #

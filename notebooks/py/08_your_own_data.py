@@ -29,6 +29,8 @@
 # - what changes without labels (no class loss; an unconditioned attention) and with two views per case (feature maps fused);
 # - how `torchrun` runs the same training on several processes, CPUs or GPUs, and how closely it follows one process.
 #
+# *Equations covered: (1)–(14), MDNet trained on data in your own layout.*
+#
 # ### Prerequisites
 # Notebook 07 (what MDNet is and how it is scored). No trained network is reused: everything here is trained
 # through the command line.

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 OPENING = ("What you will learn", "Prerequisites", "Runtime")
@@ -63,6 +66,29 @@ def check_structure(nb) -> list[str]:
             problems.append(f"{len(checked)} checked exercise(s) (cells tagged 'solution'); "
                             f"at least {MIN_CHECKED_EXERCISES} are expected")
     return problems
+
+
+def write_folder(out: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """``fill(tmp)`` a hidden sibling of ``out``, then swap it in for ``out``: ``out`` is always either the old
+    folder or the complete new one, and a failed ``fill`` leaves no temporary folder behind. The site and the
+    student edition are written this way."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        fill(tmp)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
 
 
 def run_notebooks(paths: list[Path] | None = None, timeout: int = 1800) -> None:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import html
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
-from mdnet_utils.notebooks import _text, notebook_paths
+from mdnet_utils.notebooks import _text, notebook_paths, write_folder
 
 # The MathJax config: the package ships MathJax 2.7's combined TeX-AMS-MML_HTMLorMML-full config
 # (no TeX-AMS_CHTML-full) and only the STIX-Web fonts; offline.js (written below) says so.
@@ -174,13 +173,11 @@ def build_site(out="build/site", notebooks=None) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
-    out = Path(out).resolve()
     paths = [Path(p) for p in (notebooks if notebooks is not None else notebook_paths())]
     if not paths:
         raise ValueError("build_site: no notebooks to render.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         copy_mathjax(tmp / "mathjax")
         exporter = HTMLExporter(mathjax_url=MATHJAX_URL)
         entries = []
@@ -194,15 +191,5 @@ def build_site(out="build/site", notebooks=None) -> Path:
             (tmp / href).write_text(body, encoding="utf-8")
             entries.append({**describe(nb), "href": href})
         (tmp / "index.html").write_text(_index(entries), encoding="utf-8")
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}-old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_folder(out, fill)

@@ -13,12 +13,10 @@ import ast
 import copy
 import os
 import re
-import shutil
-import tempfile
 import textwrap
 from pathlib import Path
 
-from mdnet_utils.notebooks import NOTEBOOK_DIR, notebook_paths
+from mdnet_utils.notebooks import NOTEBOOK_DIR, _text, notebook_paths, write_folder
 
 SOLUTION, CHECK, QUESTIONNAIRE = "solution", "check", "questionnaire"
 EXERCISE_HEADING = re.compile(r"^###\s+Exercise\s+([A-Z])\s*·\s*(.+)$", re.M)
@@ -39,11 +37,6 @@ the course's environment (`make lab` installs it), so that `mdnet_utils` is impo
 
 def tags(cell) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
-
-
-def _text(cell) -> str:
-    src = cell.get("source", "")
-    return src if isinstance(src, str) else "".join(src)
 
 
 def exercises(nb, tag: str = SOLUTION) -> list[dict]:
@@ -129,19 +122,11 @@ def build_student_edition(out: str | os.PathLike = "student", notebooks: list[Pa
     """Write the student edition of every notebook (``notebooks/`` by default) into ``out``, atomically."""
     import nbformat
 
-    out = Path(out).resolve()
     paths = notebooks or notebook_paths(NOTEBOOK_DIR)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         for path in paths:
-            nb = nbformat.read(path, as_version=4)
-            nbformat.write(student_notebook(nb, path.name), tmp / path.name)
+            nbformat.write(student_notebook(nbformat.read(path, as_version=4), path.name), tmp / path.name)
         (tmp / "README.md").write_text(README.format(count=len(paths)))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_folder(out, fill)

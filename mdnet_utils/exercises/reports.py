@@ -3,7 +3,6 @@ Eq. 14) and 07 (how much of a map lies in a mask; the pointing game)."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from mdnet_utils.exercises.core import call, check, close, expect, expect_close
 

@@ -73,9 +73,13 @@ def _split_tiles(patients, seed):
     return list(np.random.default_rng(seed).choice(["train", "val", "test"], size=len(patients), p=[.7, .15, .15]))
 
 
+_ONE_GENERATOR = np.random.default_rng(0)
+
+
 def _split_unseeded(patients, seed):
+    """The seed ignored, one generator shared by every call: each call splits differently."""
     distinct = sorted(set(patients))
-    order = np.random.permutation(len(distinct))
+    order = _ONE_GENERATOR.permutation(len(distinct))
     of = {distinct[i]: ("val" if r < 0.15 * len(distinct) else "test" if r < 0.3 * len(distinct) else "train")
           for r, i in enumerate(order)}
     return [of[p] for p in patients]

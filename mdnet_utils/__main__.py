@@ -129,14 +129,13 @@ def _cmd_site(args: argparse.Namespace) -> None:
 
 
 def _cmd_student(args: argparse.Namespace) -> None:
-    from mdnet_utils.student import build_student_edition, exercises
-
-    import nbformat
+    from mdnet_utils.exercises import CHECKS
+    from mdnet_utils.student import build_student_edition
 
     out = build_student_edition(args.out)
-    books = sorted(out.glob("*.ipynb"))
-    stubs = sum(len(exercises(nbformat.read(p, as_version=4), tag="stub")) for p in books)
-    print(f"{out}: {len(books)} notebooks, {stubs} exercises to solve (their checks are in mdnet_utils.exercises)")
+    stubs = sum(len(CHECKS[p.name[:2]]) for p in out.glob("*.ipynb"))  # tests hold CHECKS to the notebooks
+    print(f"{out}: {len(list(out.glob('*.ipynb')))} notebooks, {stubs} exercises to solve "
+          "(their checks are in mdnet_utils.exercises)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mdnet_utils.data.dataset import ReportDataset, build_vocab
+from mdnet_utils.data.dataset import ReportDataset, build_vocab, pad_sequences
 from mdnet_utils.data.vocab import Vocabulary
 from mdnet_utils.models.decoder import word_loss
 from mdnet_utils.models.mdnet import Encoded, ReportGenerator, mdnet, mdnet_loss, resnet_sat
@@ -90,11 +90,7 @@ def load_report_tiles(root: str | os.PathLike, split: str, vocab: Vocabulary, *,
             warnings.warn(f"{cut} reports of split {split!r} are longer than max_len={max_len} tokens and were "
                           "truncated.", stacklevel=2)
         seqs = [[s if len(s) <= max_len else s[:max_len - 1] + [vocab.eos_id] for s in reps] for reps in seqs]
-    t = max(len(s) for reps in seqs for s in reps)
-    tokens = torch.full((n, r, t), vocab.pad_id, dtype=torch.long)
-    for i, reps in enumerate(seqs):
-        for j, s in enumerate(reps):
-            tokens[i, j, :len(s)] = torch.tensor(s)
+    tokens = pad_sequences([s for reps in seqs for s in reps], vocab.pad_id)[0].view(n, r, -1)
     names = set.intersection(*(set(it["masks"]) for it in items))
     return ReportTiles(
         images=torch.stack([(it["image"] * 255).round().to(torch.uint8) for it in items]),

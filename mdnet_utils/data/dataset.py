@@ -295,6 +295,17 @@ def _reports_of(entry: Any, where: str) -> list[str]:
     return list(reports)
 
 
+def pad_sequences(sequences, pad_id: int = Vocabulary.pad_id, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id sequences (lists or 1-D tensors) -> ``(tokens, lengths)``: ``tokens`` (B, T) long, each row a
+    sequence followed by ``pad_id``, T the longest; ``lengths`` (B,) the true lengths. Every padded batch of
+    the package is made here."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    tokens = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long, device=device)
+    for row, s in enumerate(sequences):
+        tokens[row, :len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return tokens, lengths
+
+
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack a list of items into a batch (the ``collate_fn`` of a ``DataLoader``).
 
@@ -309,10 +320,7 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
             f"collate: the images of a batch differ in shape ({', '.join(sorted(map(str, shapes)))}); "
             "resize them with a transform."
         )
-    lengths = torch.tensor([len(item["tokens"]) for item in batch], dtype=torch.long)
-    tokens = torch.full((len(batch), int(lengths.max())), Vocabulary.pad_id, dtype=torch.long)
-    for row, item in enumerate(batch):
-        tokens[row, : len(item["tokens"])] = item["tokens"]
+    tokens, lengths = pad_sequences([item["tokens"] for item in batch])
     names = set.intersection(*(set(item["masks"]) for item in batch))
     return {
         "image": torch.stack([item["image"] for item in batch]),

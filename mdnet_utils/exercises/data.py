@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mdnet_utils.data.dataset import pad_sequences
 from mdnet_utils.data.errors import DatasetError
 from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES, abnormality_score, conclusion
 from mdnet_utils.exercises.core import Wrong, call, check, expect, expect_tensor
@@ -35,14 +36,6 @@ def check_conclusion(fn) -> str:
     return f"{n} cases: every grade combination, in and out of focus"
 
 
-def _padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in sequences])
-    tokens = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
-    for row, s in enumerate(sequences):
-        tokens[row, :len(s)] = torch.tensor(s, dtype=torch.long)
-    return tokens, lengths
-
-
 @check
 def check_pad_reports(fn) -> str:
     """Notebook 00, Exercise B. ``fn(sequences, pad_id) -> (tokens, lengths)``: what ``collate`` does to the
@@ -60,7 +53,7 @@ def check_pad_reports(fn) -> str:
             expect(isinstance(out, tuple) and len(out) == 2, f"{case}: expected a pair (tokens, lengths), got "
                                                              f"{type(out).__name__}")
             tokens, lengths = out
-            want_tokens, want_lengths = _padded(seqs, pad_id)
+            want_tokens, want_lengths = pad_sequences(seqs, pad_id)
             expect_tensor(tokens, f"{case}, tokens", shape=tuple(want_tokens.shape))
             expect_tensor(lengths, f"{case}, lengths", shape=tuple(want_lengths.shape))
             expect(tokens.dtype == torch.long, f"{case}: tokens must be torch.long (they index an embedding), "

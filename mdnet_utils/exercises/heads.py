@@ -74,6 +74,8 @@ def check_decoupled_scores(fn) -> str:
 def check_split_linear(fn) -> str:
     """Notebook 04, Exercise B. ``fn(fc, member_channels) -> weights``: the per-member classifiers w_m (C, K_m) hidden
     in one ``nn.Linear`` over the concatenated members, so that sum_m w_m . GAP(member_m) + b = fc(GAP(concat))."""
+    from mdnet_utils.models.heads import DecoupledHead
+
     gen = torch.Generator().manual_seed(7)
     for widths in [(4, 4), (2, 5, 3), (7,)]:
         fc = nn.Linear(sum(widths), 3)
@@ -85,12 +87,11 @@ def check_split_linear(fn) -> str:
             got = call(fn, fc, list(widths), case=case)
         expect(isinstance(got, (list, tuple)) and len(got) == len(widths),
                f"{case}: expected a list of {len(widths)} weight tensors, got {type(got).__name__}")
-        start = 0
-        for m, (k, w) in enumerate(zip(widths, got)):
-            expect_close(w, fc.weight.detach()[:, start:start + k], f"{case}, member {m}'s weight",
+        want = DecoupledHead.from_linear(fc, widths).classifiers
+        for m, (k, w, clf) in enumerate(zip(widths, got, want)):
+            expect_close(w, clf.weight.detach(), f"{case}, member {m}'s weight",
                          hint=lambda g: ("split the columns of fc.weight (input channels), not its rows (classes)"
                                          if g.shape == (k, 3) or g.shape[0] != 3 else None))
-            start += k
         with torch.no_grad():
             summed = sum(m.mean(dim=(2, 3)) @ w.T for m, w in zip(members, got)) + fc.bias
         expect(torch.allclose(summed, whole, atol=1e-5), f"{case}: the members' scores do not add up to fc's logits")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mdnet_utils.data.dataset import pad_sequences
 from mdnet_utils.models.attention import CamAttention, SoftAttention, doubly_stochastic_penalty, flatten_features
 from mdnet_utils.models.decoder import Decoded, ReportDecoder, beam_search, greedy_decode, word_loss
 from mdnet_utils.models.heads import class_activation_map
@@ -148,11 +149,7 @@ class ReportGenerator(nn.Module):
         report before the query (empty for a query that starts a report), ``query`` the query's token ids.
         """
         bos, pad = self.decoder.bos_id, self.decoder.pad_id
-        seqs = [[bos, *p, *query] for p in prefixes]
-        length = max(map(len, seqs))
-        tokens = torch.full((len(seqs), length), pad, dtype=torch.long, device=enc.features.device)
-        for i, s in enumerate(seqs):
-            tokens[i, :len(s)] = torch.tensor(s)
+        tokens, _ = pad_sequences([[bos, *p, *query] for p in prefixes], pad, device=enc.features.device)
         logits, _ = self.decoder(enc.features, tokens, enc.cam)
         logp = F.log_softmax(logits.float(), dim=-1).gather(2, tokens[:, 1:].unsqueeze(2)).squeeze(2)
         keep = torch.zeros_like(logp, dtype=torch.bool)

@@ -5,11 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv lab test unit notebooks run sync bench site student clean
+.PHONY: help venv lab test quick unit notebooks run sync bench site student clean
 
 help:
 	@echo "make lab    open JupyterLab on notebooks/ (installs .venv first if needed)"
 	@echo "make test   unit tests + every notebook under nbval, fast mode"
+	@echo "make quick  the unit tests but the slow and browser ones (under a minute), fast mode"
 	@echo "make run    execute every notebook in place, full mode (regenerates committed outputs)"
 	@echo "make sync   pair every notebook with its script in notebooks/py/ (jupytext), after an edit on either side"
 	@echo "make bench  print the benchmarks as JSON"
@@ -39,6 +40,9 @@ notebooks: $(STAMP)
 
 test: unit notebooks
 
+quick: $(STAMP)
+	MDNET_FAST=1 $(BIN)/python -m pytest tests -q -m "not slow and not browser"
+
 run: $(STAMP)
 	$(BIN)/python -m mdnet_utils notebooks run
 
@@ -46,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m mdnet_utils bench data
 	$(BIN)/python -m mdnet_utils bench resnet
 	$(BIN)/python -m mdnet_utils bench train
+	$(BIN)/python -m mdnet_utils bench data-path
 
 sync: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/*.ipynb

@@ -8,6 +8,8 @@ Environment variables (read once, at import):
 * ``MDNET_FAST=1``: fast mode, for tests only: smaller data, fewer epochs. ``make test`` sets it.
 * ``MDNET_DATA_DIR``: where generated data is cached (default: ``data/`` at the repository root).
 * ``MDNET_RUNS_DIR``: where training runs write (default: ``runs/`` at the repository root).
+* ``MDNET_ROOT``: the course checkout whose ``notebooks/`` the course tools (site, student edition,
+  notebook runner) read (default: the checkout this package is installed from, else the working directory).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class Config:
     """
 
     fast: bool = False
+    root: Path = field(default_factory=_repo_root)
     data_dir: Path = field(default_factory=lambda: _repo_root() / "data")
     runs_dir: Path = field(default_factory=lambda: _repo_root() / "runs")
     seed: int = 0
@@ -50,6 +53,8 @@ class Config:
     @classmethod
     def from_env(cls) -> "Config":
         kwargs = {"fast": _flag("MDNET_FAST")}
+        if os.environ.get("MDNET_ROOT"):
+            kwargs["root"] = Path(os.environ["MDNET_ROOT"]).expanduser().resolve()
         if os.environ.get("MDNET_DATA_DIR"):
             kwargs["data_dir"] = Path(os.environ["MDNET_DATA_DIR"]).expanduser().resolve()
         if os.environ.get("MDNET_RUNS_DIR"):
@@ -69,6 +74,11 @@ class Config:
     def dataset_dir(self) -> Path:
         """Cache folder of the course's synthetic dataset; its name says how it was made."""
         return self.data_dir / f"synthetic-n{self.n_images}-s{self.image_size}-seed{self.seed}"
+
+    @property
+    def notebooks_dir(self) -> Path:
+        """The course's notebooks (``NN_slug.ipynb``), which the course tools read."""
+        return self.root / "notebooks"
 
     @property
     def mode(self) -> str:

@@ -1,41 +1,71 @@
 """Command line: ``python -m mdnet_utils <command>`` (also installed as ``mdnet``).
 
-    data   build the synthetic dataset:  data --out DIR [--n-images N] [--size S] [--seed K]
-           check a dataset (any source):  data --check DIR
-           convert the authors' BCIDR/NMI layout:  data --from-bcidr DIR --out DIR
-    bench  run a benchmark, print JSON:  bench data | bench resnet | bench train
-    notebooks run [PATH ...]             execute notebooks in place, full mode (make run)
-    train  train MDNet (or the baseline) on a dataset in the annotation.json layout:
-           train --data DIR --out RUN [--model mdnet|resnet-sat] [--epochs E] [--batch-size B]
-                 [--image-size S] [--seed K] [--resume] [--bf16]   (also under torchrun)
+    data      build the synthetic dataset:  data --out DIR [--n-images N] [--size S] [--seed K]
+              check a dataset (any source):  data --check DIR
+              convert the authors' BCIDR/NMI layout:  data --from-bcidr DIR --out DIR
+    train     train MDNet (or the baseline) on a dataset in the annotation.json layout, the course's recipe:
+              train --data DIR --out RUN [--config FILE] [--model mdnet|resnet-sat] [--epochs E] [--batch-size B]
+                    [--lr LR] [--weight-decay WD] [--image-size S] [--seed K] [--min-count N] [--max-len T]
+                    [--bf16] [--resume] [--device DEV] [--num-workers W]          (also under torchrun)
     evaluate  every Part III score the data supports:  evaluate --run RUN --data DIR [--split test]
-    report  diagnose and report on image files, a diagnosis card each (DIR/<stem>.png, DIR/reports.json):
-           report --run RUN IMAGE [IMAGE ...] --out DIR [--beam K]
-    site    the course as static HTML (index.html + every notebook, MathJax bundled):  site [--out DIR]
-    student the student edition (solutions replaced by stubs, outputs cleared):        student [--out DIR]
-    plot    learning curves (curves.png, scores.png) and evaluate's scores (scores-SPLIT.png) as PNG:
-           plot RUN [--out DIR]   (default DIR: RUN)
+    report    diagnose and report on image files, a diagnosis card each (DIR/<stem>.png, DIR/reports.json):
+              report --run RUN IMAGE [IMAGE ...] --out DIR [--beam K]
+    plot      learning curves (curves.png, scores.png) and evaluate's scores (scores-SPLIT.png) as PNG:
+              plot RUN [--out DIR]   (default DIR: RUN)
+    bench     run a benchmark, print JSON:  bench data | resnet | train | data-path
+    notebooks run [PATH ...]     execute notebooks in place, full mode (make run)
+    site      the course as static HTML (index.html + every notebook, MathJax bundled):  site [--out DIR]
+    student   the student edition (solutions replaced by stubs, outputs cleared):        student [--out DIR]
 
-Bad input ends with one sentence on stderr and exit status 2.
+Every command takes -v (debug messages), -q (warnings only, no progress bars) and --debug (a traceback
+instead of the one-line error). ``train --config FILE`` reads a JSON or YAML file {"model": {...},
+"training": {...}} (a run's config.json is one); flags given on the command line override it.
+
+Exit status: 0 done; 2 bad input or usage, with one line on stderr naming the file or the value; 1 a failure
+while running (disk full, out of memory, ...), with one line naming what failed; 130 interrupted.
+
+The commands import their modules when they run, not at the top of this file: importing torch and
+torchvision costs 3.6 s and 800 MB here (measured, torch 2.14.1), which ``--help``, ``student`` and ``site``
+never need.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import logging
 import os
+import re
 import sys
 import time
+from pathlib import Path
+
+log = logging.getLogger("mdnet_utils")
+
+#: The flag of each setting a library error can name (``ConfigError.key``, or a `setting` in its reason).
+FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
+         "seed": "--seed", "image_size": "--image-size", "min_count": "--min-count", "max_len": "--max-len",
+         "bf16": "--bf16", "model": "--model", "num_workers": "--num-workers", "out": "--out", "resume": "--resume",
+         "config": "--config", "device": "--device", "beam_size": "--beam", "n_images": "--n-images"}
+RUNTIME_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EROFS}
+
+
+class UsageError(Exception):
+    """A command line that argparse refuses: one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints the usage too: one line is the contract
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
-    from mdnet_utils.data import ReportDataset, make_synthetic_dataset
-    from mdnet_utils.data.dataset import read_annotation
+    from mdnet_utils.data import ReportDataset, make_synthetic_dataset, read_annotation
+    from mdnet_utils.data.adapters import convert_bcidr_folder
 
     if args.from_bcidr:  # the MDNet authors' layout -> annotation.json
-        from mdnet_utils.data.adapters import convert_bcidr_folder
-
         if not args.out:
-            raise ValueError("data --from-bcidr needs --out DIR (the converted data set).")
+            raise UsageError("data --from-bcidr needs --out DIR (the converted data set).")
         root = convert_bcidr_folder(args.from_bcidr, args.out, seed=args.seed)
         counts = {k: len(v) for k, v in read_annotation(root).items()}
         print(f"{root}: converted ({', '.join(f'{k} {v}' for k, v in counts.items())})")
@@ -50,10 +80,10 @@ def _cmd_data(args: argparse.Namespace) -> None:
         print(f"{args.check}: ok ({', '.join(f'{k} {v}' for k, v in counts.items())})")
         return
     if not args.out:
-        raise ValueError("data needs --out DIR (to build) or --check DIR (to verify).")
+        raise UsageError("data needs --out DIR (to build) or --check DIR (to verify).")
     start = time.perf_counter()
     root = make_synthetic_dataset(args.out, n_images=args.n_images, image_size=args.size, seed=args.seed,
-                                  progress=True)
+                                  progress=not args.quiet)
     counts = {k: len(v) for k, v in read_annotation(root).items()}
     print(f"{root}: {sum(counts.values())} tiles ({', '.join(f'{k} {v}' for k, v in counts.items())}) "
           f"in {time.perf_counter() - start:.1f} s")
@@ -66,27 +96,48 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from mdnet_utils.notebooks import run_notebooks
+    from mdnet_utils.course import run_notebooks
 
     run_notebooks([Path(p) for p in args.paths] or None)
 
 
-def _cmd_train(args: argparse.Namespace) -> None:
-    from mdnet_utils.runs import train_run
+def _device(name: str | None):
+    import torch
 
-    history = train_run(args.data, args.out, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                        image_size=args.image_size, seed=args.seed, resume=args.resume, min_count=args.min_count,
-                        max_len=args.max_len, bf16=args.bf16)
-    if history and int(os.environ.get("RANK", "0")) == 0:
-        print(f"{args.out}: {len(history)} epochs; metrics in metrics.jsonl, best model in best.pt")
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        from mdnet_utils.errors import ConfigError
+        raise ConfigError("device", name, "is not a device name (cpu, cuda, cuda:1, mps).") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from mdnet_utils.errors import ConfigError
+        raise ConfigError("device", name, "is not available here (no CUDA GPU).")
+    return device
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from mdnet_utils.training.config import read_config_file
+    from mdnet_utils.training.distributed import Distributed
+    from mdnet_utils.training.runs import train_run
+
+    dist = Distributed.from_env()
+    if not dist.is_main:  # the main process speaks for the run
+        log.setLevel(logging.WARNING)
+    config = read_config_file(args.config) if args.config else None
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "weight_decay", "seed", "image_size",
+                                               "min_count", "max_len")}
+    history = train_run(args.data, args.out, model=args.model, config=config, resume=args.resume,
+                        device=_device(args.device), num_workers=args.num_workers, dist=dist,
+                        progress=not args.quiet and dist.is_main, bf16=True if args.bf16 else None, **overrides)
+    if history and dist.is_main:
+        log.info("%s: %d epochs; metrics in metrics.jsonl, best model in best.pt", args.out, len(history))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from mdnet_utils.runs import evaluate_run, write_json
+    from mdnet_utils.io import write_json
+    from mdnet_utils.training.runs import evaluate_run
 
     scores = evaluate_run(args.run, args.data, split=args.split, meteor=None if args.meteor else False)
     out = Path(args.run) / f"scores-{args.split}.json"
@@ -100,7 +151,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                 print(f"{group + ' / ' + name:32s} " + "  ".join(f"{k} {v:.4g}" for k, v in value.items()))
             else:
                 print(f"{group + ' / ' + name:32s} {value:.4f}")
-    print(f"written to {out}")
+    log.info("written to %s", out)
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -119,7 +170,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
 
 def _cmd_site(args: argparse.Namespace) -> None:
-    from mdnet_utils.site import build_site
+    from mdnet_utils.course import build_site
 
     start = time.perf_counter()
     out = build_site(args.out)
@@ -129,8 +180,8 @@ def _cmd_site(args: argparse.Namespace) -> None:
 
 
 def _cmd_student(args: argparse.Namespace) -> None:
+    from mdnet_utils.course import build_student_edition
     from mdnet_utils.exercises import CHECKS
-    from mdnet_utils.student import build_student_edition
 
     out = build_student_edition(args.out)
     stubs = sum(len(CHECKS[p.name[:2]]) for p in out.glob("*.ipynb"))  # tests hold CHECKS to the notebooks
@@ -138,13 +189,34 @@ def _cmd_student(args: argparse.Namespace) -> None:
           "(their checks are in mdnet_utils.exercises)")
 
 
+BENCHMARK_NAMES = ("data", "resnet", "train", "data-path")  # bench.BENCHMARKS, without importing it for --help
+MODEL_NAMES = ("mdnet", "resnet-sat")                       # models.config.MODEL_PRESETS, likewise
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mdnet_utils import config
 
-    parser = argparse.ArgumentParser(prog="mdnet", description="MDNet, step by step: course tools.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    def common(default) -> argparse.ArgumentParser:
+        """-v, -q, --debug: before the command (default False) and after it (SUPPRESS: not overwriting)."""
+        flags = argparse.ArgumentParser(add_help=False)
+        flags.add_argument("-v", "--verbose", action="store_true", default=default, help="also debug messages")
+        flags.add_argument("-q", "--quiet", action="store_true", default=default,
+                           help="warnings and errors only, no progress bars")
+        flags.add_argument("--debug", action="store_true", default=default,
+                           help="on an error, show the traceback instead of one line")
+        return flags
 
-    p = sub.add_parser("data", help="build the synthetic BCIDR-like dataset")
+    parser = Parser(prog="mdnet", description="MDNet, step by step: course tools.", parents=[common(False)])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    after = common(argparse.SUPPRESS)
+
+    def command(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, parents=[after])
+        p.set_defaults(func=func)
+        return p
+
+    p = command("data", "build the synthetic BCIDR-like dataset, check a dataset, or convert the authors' layout",
+                _cmd_data)
     p.add_argument("--out", help="folder to write (replaced if stale)")
     p.add_argument("--check", metavar="DIR", help="read every entry of an existing dataset and report problems")
     p.add_argument("--from-bcidr", metavar="DIR",
@@ -152,68 +224,140 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=int, default=config.n_images, help="number of tiles (default %(default)s)")
     p.add_argument("--size", type=int, default=64, help="tile size in pixels (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    p.set_defaults(func=_cmd_data)
 
-    p = sub.add_parser("bench", help="run a benchmark and print its figures as JSON")
-    from mdnet_utils import bench  # no torch at import time: bench imports it inside each benchmark
-
-    p.add_argument("name", choices=list(bench.BENCHMARKS), help="which benchmark")
-    p.set_defaults(func=_cmd_bench)
-
-    p = sub.add_parser("notebooks", help="course upkeep: execute the notebooks in place (full mode)")
-    p.add_argument("action", choices=["run"])
-    p.add_argument("paths", nargs="*", help="notebooks to run (default: all of notebooks/)")
-    p.set_defaults(func=_cmd_notebooks)
-
-    p = sub.add_parser("train", help="train MDNet or the baseline on a dataset in the annotation.json layout")
+    p = command("train", "train MDNet or the baseline on a dataset in the annotation.json layout", _cmd_train)
     p.add_argument("--data", required=True, help="dataset folder (annotation.json, images/)")
     p.add_argument("--out", required=True, help="run folder to write (must be new or empty, unless --resume)")
-    p.add_argument("--model", default="mdnet", help="mdnet or resnet-sat (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs over the three stages (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="global batch of cases (default %(default)s)")
-    p.add_argument("--image-size", type=int, default=64, help="images are resized to this (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    p.add_argument("--min-count", type=int, default=3, help="vocabulary: words seen this often (default %(default)s)")
-    p.add_argument("--max-len", type=int, default=60, help="reports are cut to this many tokens (default %(default)s)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--config", metavar="FILE", help="JSON or YAML with 'model' and 'training' sections (a run's "
+                                                    "config.json is one); the flags below override it")
+    p.add_argument("--model", choices=MODEL_NAMES, help="which report generator (default mdnet)")
+    p.add_argument("--epochs", type=int, help="epochs in all, shared over the stages as the recipe shares them "
+                                              "(default: the recipe's 8 + 4 + 4)")
+    p.add_argument("--batch-size", type=int, help="global batch of cases, every stage (default: the recipe's)")
+    p.add_argument("--lr", type=float, help="peak learning rate of every stage (default: the recipe's)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay of every stage (default: the recipe's)")
+    p.add_argument("--image-size", type=int, help="images are resized to this (default 64)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--min-count", type=int, help="vocabulary: words seen this often (default 3)")
+    p.add_argument("--max-len", type=int, help="reports are cut to this many tokens (default 60)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the forward pass")
-    p.set_defaults(func=_cmd_train)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the GPU of this process if any, else cpu)")
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="processes that read the training images (default %(default)s: this process)")
 
-    p = sub.add_parser("evaluate", help="score a run's best model on a split; writes RUN/scores-SPLIT.json")
+    p = command("evaluate", "score a run's best model on a split; writes RUN/scores-SPLIT.json", _cmd_evaluate)
     p.add_argument("--run", required=True, help="run folder written by train")
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--split", default="test", help="split to score (default %(default)s)")
     p.add_argument("--meteor", action="store_true", help="also METEOR (needs Java; about 15 s)")
-    p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("report", help="diagnose and report on image files with a run's best model")
+    p = command("report", "diagnose and report on image files with a run's best model", _cmd_report)
     p.add_argument("--run", required=True, help="run folder written by train")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF, ...)")
     p.add_argument("--out", required=True, help="folder for the cards (<stem>.png) and reports.json")
     p.add_argument("--beam", type=int, default=1, help="beam size (default %(default)s: greedy)")
-    p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("plot", help="a run's learning curves and evaluate's scores as PNG")
+    p = command("plot", "a run's learning curves and evaluate's scores as PNG", _cmd_plot)
     p.add_argument("run", help="run folder written by train")
     p.add_argument("--out", help="folder for the PNG files (default: the run folder)")
-    p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("site", help="render the course as a static HTML site (offline: MathJax bundled)")
+    p = command("bench", "run a benchmark and print its figures as JSON", _cmd_bench)
+    p.add_argument("name", choices=BENCHMARK_NAMES, help="which benchmark")
+
+    p = command("notebooks", "course upkeep: execute the notebooks in place (full mode)", _cmd_notebooks)
+    p.add_argument("action", choices=["run"])
+    p.add_argument("paths", nargs="*", help="notebooks to run (default: all of notebooks/)")
+
+    p = command("site", "render the course as a static HTML site (offline: MathJax bundled)", _cmd_site)
     p.add_argument("--out", default="build/site", help="folder to write, replaced (default %(default)s)")
-    p.set_defaults(func=_cmd_site)
 
-    p = sub.add_parser("student", help="write the student edition: solutions replaced by stubs, outputs cleared")
+    p = command("student", "write the student edition: solutions replaced by stubs, outputs cleared", _cmd_student)
     p.add_argument("--out", default="student", help="folder to write, replaced (default %(default)s)")
-    p.set_defaults(func=_cmd_student)
     return parser
 
 
+def _one_line(text: str) -> str:
+    """An exception's message as one line. An error raised in a DataLoader worker arrives wrapped in a
+    traceback; its last line holds the original message."""
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "Original Traceback" in text:
+        return re.sub(r"^[\w.]+: ", "", lines[-1].strip())
+    return " ".join(line.strip() for line in lines) or type(text).__name__
+
+
+def _given(args: argparse.Namespace, flag: str) -> bool:
+    """True when the command line set ``flag`` (flags without a value default to None, switches to False)."""
+    value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+    return value is not None and value is not False  # identity: 0 is a value given
+
+
+def translate(err: Exception, args: argparse.Namespace) -> str:
+    """A library error in the command line's words: a setting it names becomes the flag that set it."""
+    from mdnet_utils.errors import ConfigError
+
+    if not isinstance(err, ConfigError):
+        return _one_line(str(err))
+    name = re.split(r"[.\]]", err.key)[-1]
+    reason = re.sub(r"`(\w+)`", lambda m: FLAGS.get(m.group(1), m.group(1)), err.reason)
+    if name in FLAGS and _given(args, FLAGS[name]):
+        value = "" if isinstance(err.value, bool) else f" {err.value}"
+        return f"{FLAGS[name]}{value} {reason}"
+    where = f"{args.config}: " if getattr(args, "config", None) else ""
+    return f"{where}{err.key}={err.value!r} {reason}"
+
+
+def _runtime_failure(err: BaseException, args: argparse.Namespace) -> str | None:
+    """The one line for a failure while running (not the input's fault), or None if it is not one."""
+    torch = sys.modules.get("torch")  # only a command that imported torch can run out of its memory
+    out_of_memory = (MemoryError,) + ((torch.OutOfMemoryError,) if torch is not None else ())
+    what = f"mdnet {args.command}"
+    if isinstance(err, out_of_memory):
+        return f"{what} ran out of memory ({_one_line(str(err)) or 'MemoryError'}); try a smaller --batch-size."
+    if isinstance(err, OSError) and err.errno in RUNTIME_ERRNOS:
+        target = f" {err.filename}" if err.filename else ""
+        return f"{what} failed writing{target}: {err.strerror}."
+    if isinstance(err, (ValueError, OSError)):
+        return None
+    return f"{what} failed: {type(err).__name__}: {_one_line(str(err))} (--debug shows the traceback)."
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    handler = logging.StreamHandler(sys.stderr)  # for this command only: main() may run again (tests)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
+    try:
+        return _run(args)
+    finally:
+        log.removeHandler(handler)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, and its exit status."""
     try:
         args.func(args)
-    except (ValueError, OSError) as e:  # DatasetError is a ValueError: its message is the sentence
+    except KeyboardInterrupt:
+        print(f"error: mdnet {args.command} interrupted"
+              + (" (--resume continues from the last finished epoch)" if args.command == "train" else "") + ".",
+              file=sys.stderr)
+        return 130
+    except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - every failure ends in one line (or a traceback with --debug)
+        if args.debug:
+            raise
+        failure = _runtime_failure(e, args)
+        if failure is not None:
+            print(f"error: {failure}", file=sys.stderr)
+            return 1
+        print(f"error: {translate(e, args)}", file=sys.stderr)  # bad input: DatasetError, ConfigError, ...
         return 2
     return 0
 

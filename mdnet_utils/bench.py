@@ -1,20 +1,47 @@
 """The benchmarks the issues name; each returns a dict that ``python -m mdnet_utils bench`` prints.
 
 Benchmarks measure; they never assert. Their figures are quoted in README.md with the machine.
+
+    data       build time of the full-mode synthetic dataset, and the rendering rate
+    resnet     a training step of our resnet18 against torchvision's (the same computation: ratio 1.00)
+    train      an end-to-end training step of MDNet, and its decoder against a straightforward reference
+    data-path  memory and time of the streaming data path: peak RSS of one epoch on 2,000 and on 20,000 images
+               (goal: ratio <= 1.2), and epoch time streamed from disk against held in memory (goal <= 1.15x)
 """
 from __future__ import annotations
 
+import copy
+import json
+import multiprocessing as mp
 import os
 import platform
+import queue
+import resource
+import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+from mdnet_utils import Config
+from mdnet_utils.data import make_synthetic_dataset
+from mdnet_utils.data.dataset import ReportDataset, training_vocab
+from mdnet_utils.data.grades import sample_case
+from mdnet_utils.data.loading import FileCases, TensorCases, batches, load_report_tiles
+from mdnet_utils.data.synthetic import render_tile
+from mdnet_utils.models import mdnet, resnet18
+from mdnet_utils.models.decoder import word_loss
+from mdnet_utils.training.config import Stage
+from mdnet_utils.training.engine import make_optimizer, run_epoch, trainable
+from mdnet_utils.training.recipes import course_recipe
 
 
 def machine() -> dict:
     """What the figures were measured on."""
-    import torch
-
     return {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
@@ -22,13 +49,6 @@ def machine() -> dict:
 
 def bench_data(n_images: int | None = None, image_size: int = 64) -> dict:
     """Build time of the default full-mode dataset, and the single-process rendering rate."""
-    import numpy as np
-
-    from mdnet_utils import Config
-    from mdnet_utils.data import make_synthetic_dataset
-    from mdnet_utils.data.grades import sample_case
-    from mdnet_utils.data.synthetic import render_tile
-
     n_images = n_images or Config(fast=False).n_images
     rng = np.random.default_rng(0)
     cases = [sample_case(rng) for _ in range(300)]
@@ -53,13 +73,6 @@ def bench_resnet(batch_size: int = 16, image_size: int = 112, steps: int = 12, w
     On a machine that is busy with something else, ``OMP_NUM_THREADS=1`` avoids oversubscribed cores
     (which slow both sides tenfold).
     """
-    import statistics
-
-    import torch
-    import torchvision
-
-    from mdnet_utils.models import resnet18
-
     torch.manual_seed(0)
     theirs = torchvision.models.resnet18()
     ours = resnet18()
@@ -96,8 +109,6 @@ def bench_resnet(batch_size: int = 16, image_size: int = 112, steps: int = 12, w
 
 def _synthetic_reports(n: int, length: int, vocab_size: int, gen) -> "torch.Tensor":
     """(n, length) ids <bos> (1), words (4, 5, ...), <eos> (2), <pad> (0); rows length/2 .. length long, row 0 full."""
-    import torch
-
     lengths = torch.randint(length // 2, length + 1, (n, 1), generator=gen)
     lengths[0] = length
     pos = torch.arange(length)
@@ -109,13 +120,6 @@ def _decoder_pair(batch: int, steps: int, vocab_size: int = 100, image_size: int
     """The CLI's MDNet decoder (eval mode: no dropout, so both sides compute the same), a straightforward reference
     of Eqs. (12)-(14) on copies of its weights, seeded features (B, N, D) (taking gradients, as end to end), tokens
     (B, steps+1), cam (B, N). -> (run, nets, features); ``run("package" | "reference")``: forward + backward, loss."""
-    import copy
-
-    import torch
-
-    from mdnet_utils.models.decoder import word_loss
-    from mdnet_utils.models.mdnet import mdnet
-
     torch.manual_seed(seed)
     dec = mdnet(vocab_size, image_size=image_size).decoder.eval()
     ref = torch.nn.ModuleDict({name: copy.deepcopy(module) for name, module in (
@@ -165,31 +169,23 @@ def check_decoder_reference(batch: int = 4, steps: int = 6, *, pair=None, **kw) 
 
 def bench_train(batch_size: int = 32, reports: int = 5, length: int = 42, vocab_size: int = 100,
                 image_size: int = 64, steps: int = 6, warmup: int = 2, rounds: int = 5) -> dict:
-    """1. One end-to-end ``train_epoch`` step (forward, backward, clipping, AdamW) of the CLI's MDNet on batch_size
-    synthetic cases, each with ``reports``; the median of ``steps`` after ``warmup``. 2. The package's decoder against
-    the reference of ``_decoder_pair`` (checked to agree first, also the warm-up) on batch_size * reports rows, timed
-    alternately for ``rounds``: the ratio package / reference of the medians (goal: at most 1)."""
-    import statistics
-
-    import torch
-
-    from mdnet_utils.models.mdnet import mdnet
-    from mdnet_utils.report_training import ReportTiles, train_epoch
-
+    """1. One end-to-end step of the engine (``engine.run_epoch`` on one batch: forward, backward, clipping, AdamW)
+    of the CLI's MDNet on batch_size synthetic cases, each with ``reports``; the median of ``steps`` after
+    ``warmup``. 2. The package's decoder against the reference of ``_decoder_pair`` (checked to agree first, also
+    the warm-up) on batch_size * reports rows, timed alternately for ``rounds``: the ratio package / reference of
+    the medians (goal: at most 1)."""
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model, n = mdnet(vocab_size, image_size=image_size), batch_size
-    tiles = ReportTiles(torch.randint(0, 256, (n, 3, image_size, image_size), dtype=torch.uint8, generator=gen),
-                        torch.randint(0, 4, (n,), generator=gen), torch.full((n, 5), -1),
-                        _synthetic_reports(n * reports, length, vocab_size, gen).view(n, reports, length),
-                        masks={}, ids=[str(i) for i in range(n)], reports=[[]] * n)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=warmup + steps)
+    cases = TensorCases(torch.randint(0, 256, (n, 3, image_size, image_size), dtype=torch.uint8, generator=gen),
+                        torch.randint(0, 4, (n,), generator=gen),
+                        _synthetic_reports(n * reports, length, vocab_size, gen).view(n, reports, length))
+    stage = Stage("end_to_end", epochs=1, lr=2e-3, batch_size=n, clip=5.0)
+    opt, sched = make_optimizer(trainable(model, stage), stage, warmup + steps)
     times = []
     for _ in range(warmup + steps):
         start = time.perf_counter()
-        train_epoch(model, tiles, torch.arange(n), stage="end_to_end", optimizer=opt, scheduler=sched, gen=gen,
-                    batch_size=n)
+        run_epoch(model, batches(cases, torch.arange(n), n), stage, opt, sched, gen)
         times.append(time.perf_counter() - start)
     step_s = statistics.median(times[warmup:])
     pair = _decoder_pair(n * reports, length - 1, vocab_size, image_size)
@@ -212,4 +208,137 @@ def bench_train(batch_size: int = 32, reports: int = 5, length: int = 42, vocab_
             "machine": machine()}
 
 
-BENCHMARKS = {"data": bench_data, "resnet": bench_resnet, "train": bench_train}
+# --- the data path ----------------------------------------------------------------------------------------
+
+def _all_in_train(root: Path) -> Path:
+    """The bench's own copy of a built data set with every case in the train split (one left in val)."""
+    annotation = json.loads((root / "annotation.json").read_text())
+    cases = [e for split in ("train", "val", "test") for e in annotation[split]]
+    (root / "annotation.json").write_text(json.dumps({"train": cases, "val": cases[:1], "test": []}))
+    return root
+
+
+def _workers_pss_mb() -> float:
+    """Memory of this process's children (the DataLoader's workers) now: their proportional set size, which
+    counts the pages they share with this process (forked) only in part; from /proc (Linux; 0 elsewhere)."""
+    me = os.getpid()
+    try:
+        children = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+    except OSError:
+        return 0.0
+    total_kb = 0
+    for pid in children:
+        try:
+            total_kb += sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                            if line.startswith("Pss:"))
+        except OSError:  # the worker has just ended
+            pass
+    return total_kb / 1024
+
+
+class _PeakSampler(threading.Thread):
+    """The largest value ``measure()`` returns, sampled every ``every`` seconds until ``stop()``."""
+
+    def __init__(self, measure, every: float = 0.05):
+        super().__init__(daemon=True)
+        self.measure, self.every, self.peak, self._done = measure, every, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            self.peak = max(self.peak, self.measure())
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        return self.peak
+
+
+def _epoch(root: str, streaming: bool, num_workers: int, limit: int | None, threads: int, results) -> None:
+    """In a fresh process: one decoder-stage epoch of MDNet over the train split of ``root`` (streamed from disk,
+    or first read into memory); puts {seconds, peak RSS of this process, peak PSS of its data workers (sampled)}
+    on ``results`` (a queue). (Importing torch runs a short-lived child process of its own, so the children's peak RSS that
+    ``getrusage`` reports would not be the workers'.)"""
+    torch.set_num_threads(threads)
+    vocab = training_vocab(root, 3)
+    torch.manual_seed(0)
+    model = mdnet(len(vocab))
+    stage = course_recipe("mdnet").stage("decoder").replace(epochs=1, limit=limit)
+    start = time.perf_counter()
+    if streaming:
+        source = FileCases(ReportDataset(root, "train", vocab=vocab), vocab, image_size=64, max_len=60)
+    else:
+        source = load_report_tiles(root, "train", vocab, image_size=64, max_len=60).cases()
+    source = source.subset(stage.limit)
+    loaded = time.perf_counter() - start
+    opt, sched = make_optimizer(trainable(model, stage), stage, (len(source) + stage.batch_size - 1) // stage.batch_size)
+    order = torch.randperm(len(source), generator=torch.Generator().manual_seed(0))
+    sampler = _PeakSampler(_workers_pss_mb)
+    sampler.start()
+    start = time.perf_counter()
+    run_epoch(model, batches(source, order, stage.batch_size, num_workers=num_workers), stage, opt, sched,
+              torch.Generator().manual_seed(0))
+    epoch_s = time.perf_counter() - start
+    results.put({"cases": len(source), "load_s": round(loaded, 2), "epoch_s": round(epoch_s, 2),
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+               "worker_peak_pss_mb": round(sampler.stop(), 1)})
+
+
+def _in_fresh_process(*args) -> dict:
+    """``_epoch(*args)`` in a spawned process (a clean one: its peak RSS is this epoch's alone); its result, or a
+    RuntimeError if it ends without one."""
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    proc = ctx.Process(target=_epoch, args=(*args, results))
+    proc.start()
+    while True:
+        try:
+            result = results.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"the benchmark's epoch process ended with exit code {proc.exitcode} and no "
+                                   "result.") from None
+    proc.join()
+    return result
+
+
+def bench_data_path(sizes: tuple[int, int] = (2_000, 20_000), num_workers: int = 1,
+                    timing_workers: tuple[int, ...] = (0, 1), epochs: int = 2, limit: int | None = None) -> dict:
+    """1. Memory: one epoch of the decoder stage (the image model encodes every batch, the decoder trains: the
+    whole data path, images and reports) over ``sizes`` synthetic 64 px images streamed from disk by
+    ``num_workers`` worker processes, each epoch in a fresh process; the peak RSS of each (the main process; the
+    workers' peak PSS apart) and their ratio (goal <= 1.2; held in memory as float32, 20,000 tiles would be about
+    1 GB). The in-memory path's peak at the larger size, for contrast. 2. Time: the same epoch on the course's full
+    dataset (its train split, ``limit`` cases), streamed (with each of ``timing_workers``) and in memory,
+    alternately ``epochs`` times each; the ratio of the medians (goal <= 1.15x)."""
+    threads = torch.get_num_threads()
+    memory = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            root = _all_in_train(make_synthetic_dataset(Path(tmp) / f"n{n}", n_images=n))
+            memory[n] = _in_fresh_process(str(root), True, num_workers, limit, threads)
+        in_memory_large = _in_fresh_process(str(root), False, 0, limit, threads)
+    small, large = (memory[n] for n in sizes)
+    full = Config(fast=False)
+    root = make_synthetic_dataset(full.dataset_dir, n_images=full.n_images, image_size=full.image_size, seed=full.seed)
+    names = [f"streaming, {w} workers" for w in timing_workers] + ["in memory"]
+    times = {name: [] for name in names}
+    for i in range(epochs):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            workers = 0 if name == "in memory" else timing_workers[names.index(name)]
+            times[name].append(_in_fresh_process(str(root), name != "in memory", workers, limit, threads))
+    med = {name: statistics.median(r["epoch_s"] for r in runs) for name, runs in times.items()}
+    return {"benchmark": "data-path", "stage": "decoder (MDNet, image model frozen)", "image_size": 64,
+            "num_workers": num_workers, "threads": threads,
+            "memory": {"streaming": {str(n): memory[n] for n in sizes},
+                       "peak_rss_ratio_large_over_small": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3),
+                       "in_memory_at_large": in_memory_large},
+            "time": {"dataset": str(root.name), "cases": times["in memory"][0]["cases"],
+                     "epoch_s": med, "in_memory_load_s": times["in memory"][0]["load_s"],
+                     "ratio_streaming_over_in_memory": {name: round(med[name] / med["in memory"], 3)
+                                                        for name in names[:-1]},
+                     "runs": times},
+            "machine": machine()}
+
+
+BENCHMARKS = {"data": bench_data, "resnet": bench_resnet, "train": bench_train, "data-path": bench_data_path}

@@ -16,12 +16,19 @@ import os
 import sys
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
-from PIL import Image
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from mdnet_utils.report_training import resize_image
-from mdnet_utils.train import atomic_write
+from mdnet_utils.data.grades import CLASSES, FEATURES
+from mdnet_utils.errors import ConfigError, ImageError
+from mdnet_utils.evaluation.localisation import finding_words
+from mdnet_utils.evaluation.reports import generate_reports
+from mdnet_utils.io import atomic_write, read_image, resize_image, write_json
+from mdnet_utils.training.runs import load_run
+from mdnet_utils.visualise import diagnosis_card
 
 __all__ = ["report_images", "plot_run", "NO_DIAGNOSIS"]
 
@@ -35,17 +42,11 @@ def _save_png(fig, path: Path) -> Path:
 
 
 def _load_tile(path: Path, size: int) -> torch.Tensor:
-    """The image file as an RGB (3, size, size) uint8 tile, resized as ``load_report_tiles`` does (antialiased
-    bilinear); a one-sentence error if it is not a readable image."""
+    """The image file as an RGB (3, size, size) uint8 tile, read and resized as training reads them
+    (``io.read_image``, ``io.resize_image``); a one-sentence error if it is not a readable image."""
     if not path.is_file():
-        raise ValueError(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such image file'}.")
-    try:
-        with Image.open(path) as im:
-            array = np.array(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{path}: not a readable image ({type(err).__name__}).") from None
-    image = resize_image(torch.from_numpy(array).permute(2, 0, 1).float() / 255.0, size)
-    return (image * 255).round().to(torch.uint8)
+        raise ImageError(path, "a folder, not an image file" if path.is_dir() else "no such image file")
+    return resize_image(read_image(path), size)
 
 
 def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: str | os.PathLike, *,
@@ -56,31 +57,24 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
     or of the first words if none does), and ``out/reports.json``. Returns its records: {"image" (as given),
     "diagnosis", "confidence" (softmax probability; None for a run trained without labels), "report",
     "png" (the card's file name in ``out``)}."""
-    from mdnet_utils.data.grades import CLASSES
-    from mdnet_utils.localisation import finding_words
-    from mdnet_utils.report_training import generate_reports
-    from mdnet_utils.runs import load_run
-    from mdnet_utils.visualise import diagnosis_card
-
     out, paths = Path(out), [Path(p) for p in images]
     if beam_size < 1:
-        raise ValueError(f"--beam {beam_size} is out of range: it must be at least 1.")
+        raise ConfigError("beam_size", beam_size, "is out of range: it must be at least 1.")
     if not paths or (out.exists() and not out.is_dir()):
         raise ValueError("report needs at least one image file." if not paths else f"{out}: not a folder.")
     stems = [p.stem for p in paths]
     if (clash := next((s for s in stems if stems.count(s) > 1), None)) is not None:
         raise ValueError(f"two images share the name {clash!r}: their cards would both be {clash}.png.")
     model, vocab, cfg = load_run(run)
-    tiles = torch.stack([_load_tile(p, cfg["image_size"]) for p in paths])
-    gen = generate_reports(model, tiles, vocab, beam_size=beam_size, max_len=cfg.get("max_len", 60))
+    tiles = torch.stack([_load_tile(p, model.config.image_size) for p in paths])
+    gen = generate_reports(model, tiles, vocab, beam_size=beam_size, max_len=cfg["training"].get("max_len") or 60)
     probs = gen.class_logits.float().softmax(dim=1)
     out.mkdir(parents=True, exist_ok=True)
-    import matplotlib
     if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
         matplotlib.use("Agg")  # off screen, unless a backend was chosen already (the card is drawn with pyplot)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: importing pyplot fixes the backend chosen above
 
-    records, labelled = [], cfg.get("labelled", True)
+    records, labelled = [], model.conditioned
     for i, path in enumerate(paths):
         confidence = float(probs[i].max()) if labelled else None
         diagnosis = CLASSES[int(probs[i].argmax())] if labelled else NO_DIAGNOSIS
@@ -99,7 +93,7 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
             plt.close(fig)
         records.append({"image": str(images[i]), "diagnosis": diagnosis, "confidence": confidence,
                         "report": gen.texts[i], "png": f"{path.stem}.png"})
-    atomic_write(out / "reports.json", lambda tmp: tmp.write_text(json.dumps(records, indent=1) + "\n"))
+    write_json(out / "reports.json", records)
     return records
 
 
@@ -133,7 +127,6 @@ def _per_epoch(ax, records: list[dict], keys: list[str], ylabel: str) -> None:
         points = [(r["epoch"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
         if points:
             ax.plot(*zip(*points), "o-", label=key)
-    from matplotlib.patches import Patch
     handles = ax.get_legend_handles_labels()[0] + [
         Patch(color=c, alpha=0.25, label=f"stage: {s}") for s, c in STAGE_COLOURS.items()
         if any(r.get("stage") == s for r in records)]
@@ -158,8 +151,6 @@ def _bars(ax, values: dict[str, float], title: str) -> None:
 
 def _score_groups(scores: dict) -> list[tuple[str, dict[str, float]]]:
     """The report scores and the clinical per-feature accuracies of an evaluate output, in display order."""
-    from mdnet_utils.data.grades import FEATURES
-
     def pick(group: str, names) -> dict[str, float]:
         values = scores.get(group)
         values = values if isinstance(values, dict) else {}
@@ -177,8 +168,6 @@ def plot_run(run: str | os.PathLike, out: str | os.PathLike | None = None) -> li
     ``scores-<split>.png``  for each ``scores-<split>.json`` of the run: bars of the report scores (BLEU-1..4,
                             ROUGE-L, CIDEr, METEOR where present) and of the clinical per-feature accuracies.
     """
-    from matplotlib.figure import Figure
-
     run = Path(run)
     out = run if out is None else Path(out)
     records = _read_metrics(run)

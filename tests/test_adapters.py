@@ -13,8 +13,7 @@ import torch
 from PIL import Image
 
 from mdnet_utils.data import CLASSES, DatasetError, ReportDataset, make_synthetic_dataset, read_annotation
-from mdnet_utils.data.adapters import (convert_bcidr, convert_bcidr_folder, detect_layout, export_r2gen,
-                                       findings_report)
+from mdnet_utils.data.adapters import convert_bcidr, convert_bcidr_folder, detect_layout, export_r2gen, findings_report
 
 SIZE = 8
 NAMES = [f"tile_{i}" for i in range(8)]

@@ -162,6 +162,7 @@ def _saved_is(path: Path, n_counted: int) -> bool:
     return sum(bool(c.get("execution_count")) for c in nb["cells"] if c["cell_type"] == "code") >= n_counted
 
 
+@pytest.mark.browser
 def test_jupyterlab_runs_notebook_00_in_a_real_browser(tmp_path):
     chromium = _chromium()
     if chromium is None:

@@ -41,3 +41,57 @@ def test_a_broken_dataset_names_the_file_and_exits_2(tmp_path, capsys):
 def test_check_of_a_missing_folder_exits_2(tmp_path, capsys):
     assert main(["data", "--check", str(tmp_path / "nowhere")]) == 2
     assert "annotation.json" in capsys.readouterr().err
+
+
+def test_a_usage_error_is_one_line_with_status_2(capsys):
+    assert main(["train", "--data", "d"]) == 2  # --out missing
+    err = capsys.readouterr().err
+    assert err.startswith("error: mdnet train: the following arguments are required: --out") and err.count("\n") == 1
+    assert main(["bench", "nothing"]) == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def _failing_data_command(monkeypatch, error):
+    import mdnet_utils.data as data
+
+    def fail(*a, **k):
+        raise error
+    monkeypatch.setattr(data, "make_synthetic_dataset", fail)
+
+
+def test_a_failure_while_running_exits_1_naming_what_failed(monkeypatch, tmp_path, capsys):
+    import errno
+
+    _failing_data_command(monkeypatch, OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.png")))
+    assert main(["data", "--out", str(tmp_path / "ds")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: mdnet data failed writing {tmp_path / 'x.png'}: No space left on device.\n"
+    _failing_data_command(monkeypatch, MemoryError())
+    assert main(["data", "--out", str(tmp_path / "ds")]) == 1
+    assert "ran out of memory" in capsys.readouterr().err
+    _failing_data_command(monkeypatch, RuntimeError("something broke\ninside"))
+    assert main(["data", "--out", str(tmp_path / "ds")]) == 1
+    assert capsys.readouterr().err == ("error: mdnet data failed: RuntimeError: something broke inside "
+                                       "(--debug shows the traceback).\n")
+
+
+def test_debug_shows_the_traceback_instead(monkeypatch, tmp_path):
+    import pytest
+
+    _failing_data_command(monkeypatch, RuntimeError("something broke"))
+    with pytest.raises(RuntimeError, match="something broke"):
+        main(["data", "--out", str(tmp_path / "ds"), "--debug"])
+
+
+def test_an_interruption_exits_130_in_one_line(monkeypatch, tmp_path, capsys):
+    _failing_data_command(monkeypatch, KeyboardInterrupt())
+    assert main(["data", "--out", str(tmp_path / "ds")]) == 130
+    assert capsys.readouterr().err == "error: mdnet data interrupted.\n"
+
+
+def test_quiet_and_verbose_set_the_log_level(tmp_path, capsys):
+    import logging
+
+    assert main(["data", "--out", str(tmp_path / "ds"), "--n-images", "24", "--size", "24", "-q"]) == 0
+    assert logging.getLogger("mdnet_utils").level == logging.WARNING and capsys.readouterr().err == ""
+    assert main(["-v", "data", "--check", str(tmp_path / "ds")]) == 0
+    assert logging.getLogger("mdnet_utils").level == logging.DEBUG

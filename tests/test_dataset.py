@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from mdnet_utils.data.dataset import DatasetError, ReportDataset, build_vocab, collate
-from mdnet_utils.data.errors import DatasetError as DatasetErrorFromErrors
 from mdnet_utils.data.grades import CLASSES, FEATURES
 from mdnet_utils.data.vocab import Vocabulary
+from mdnet_utils.errors import DatasetError as DatasetErrorFromErrors
 
 SIZE = 8
 

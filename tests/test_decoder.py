@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from mdnet_utils.models.attention import CamAttention, SoftAttention
-from mdnet_utils.models.decoder import (ReportDecoder, beam_search, greedy_decode, sequence_log_likelihood,
-                                        word_loss)
+from mdnet_utils.models.decoder import ReportDecoder, beam_search, greedy_decode, sequence_log_likelihood, word_loss
 
 torch.set_num_threads(1)
 

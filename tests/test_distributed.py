@@ -12,6 +12,7 @@ from mdnet_utils.data import make_synthetic_dataset, read_annotation
 TOLERANCE = 0.05  # relative: batch norm sees half the batch in each process, so the two runs differ a little
 
 
+@pytest.mark.slow  # two torchrun processes: about 20 s
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
                     reason="torchrun is not installed beside this python")
 def test_two_processes_follow_one_with_the_same_global_batch(tmp_path):

@@ -1,8 +1,8 @@
 """environment.yml (conda) and pyproject.toml (pip) must describe the same installation."""
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent

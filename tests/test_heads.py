@@ -5,9 +5,7 @@ import torch
 from torch import nn
 
 from mdnet_utils.models import (DecoupledHead, PreActResNet, SharedHead, cifar_resnet, class_activation_map, ecnet,
-                                eq7_score, literal_ecnet, logit_decomposition, logits_from_cam, model_cam,
-                                read_stream)
-
+                                eq7_score, literal_ecnet, logit_decomposition, logits_from_cam, model_cam, read_stream)
 from tests.helpers import randomized as _randomized
 
 torch.set_num_threads(1)

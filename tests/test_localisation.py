@@ -9,8 +9,9 @@ import torch
 
 from mdnet_utils.data.reports import KEYWORDS, PHRASES, all_sentences
 from mdnet_utils.data.vocab import tokenize
-from mdnet_utils.localisation import (FINDING_MASKS, attention_localisation, finding_words, localisation_scores,
-                                      mass_inside, mass_inside_uniform, pointing_game, pointing_game_uniform)
+from mdnet_utils.evaluation.localisation import (FINDING_MASKS, attention_localisation, finding_words,
+                                                 localisation_scores, mass_inside, mass_inside_uniform, pointing_game,
+                                                 pointing_game_uniform)
 
 
 def square_mask(size=8, top=2, left=2, side=3):

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from mdnet_utils.models import CamAttention, SoftAttention, class_activation_map, sequence_log_likelihood
+from mdnet_utils.models import (CamAttention, ReportGenerator, SoftAttention, class_activation_map, feature_grid,
+                                mdnet, mdnet_loss, resnet_sat, sequence_log_likelihood)
 from mdnet_utils.models.ecnet import EcNet
-from mdnet_utils.models.mdnet import ReportGenerator, feature_grid, mdnet, mdnet_loss, resnet_sat
 
 V = 20
 

@@ -1,12 +1,13 @@
-"""Specification of the report metrics (mdnet_utils.metrics): captioning and clinical scores."""
+"""Specification of the report metrics (mdnet_utils.evaluation.metrics): captioning and clinical scores."""
 import numpy as np
 import pytest
 import torch
 
-from mdnet_utils import metrics
 from mdnet_utils.data import grades as G
 from mdnet_utils.data.reports import write_reports
-from mdnet_utils.metrics import caption_scores, clinical_scores, clinical_truth, java_available, report_agreement
+from mdnet_utils.evaluation import metrics
+from mdnet_utils.evaluation.metrics import (caption_scores, clinical_scores, clinical_truth, java_available,
+                                            report_agreement)
 
 BASE_KEYS = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"}
 
@@ -90,24 +91,20 @@ class FakeMeteor:
 
 
 def test_meteor_is_in_by_default_where_java_is_on_the_path(monkeypatch):
-    import pycocoevalcap.meteor.meteor as m
-
     monkeypatch.setattr(metrics.shutil, "which", lambda name: "/usr/bin/java")
-    monkeypatch.setattr(m, "Meteor", FakeMeteor)
+    monkeypatch.setattr(metrics, "Meteor", FakeMeteor)
     s = caption_scores({"x": ["low grade."]}, {"x": "low grade."})
     assert set(s) == BASE_KEYS | {"METEOR"} and s["METEOR"] == 0.25
 
 
 def test_meteor_is_left_out_when_declined_and_by_the_ceiling_unless_asked(monkeypatch):
     """METEOR costs a Java start-up: meteor=False skips it, and report_agreement asks for it explicitly."""
-    import pycocoevalcap.meteor.meteor as m
-
     class MustNotStart:
         def __init__(self):
             raise AssertionError("METEOR was started without being asked for")
 
     monkeypatch.setattr(metrics.shutil, "which", lambda name: "/usr/bin/java")
-    monkeypatch.setattr(m, "Meteor", MustNotStart)
+    monkeypatch.setattr(metrics, "Meteor", MustNotStart)
     assert set(caption_scores({"x": ["low grade."]}, {"x": "low grade."}, meteor=False)) == BASE_KEYS
     assert set(report_agreement([["low grade.", "low grade."]])) == BASE_KEYS
 
@@ -119,19 +116,18 @@ def test_no_meteor_without_java_not_even_a_zero(monkeypatch):
 
 
 def test_a_failing_meteor_is_left_out_with_a_warning(monkeypatch):
-    import pycocoevalcap.meteor.meteor as m
-
     class Broken:
         def __init__(self):
             raise OSError("no jvm")
 
     monkeypatch.setattr(metrics.shutil, "which", lambda name: "/usr/bin/java")
-    monkeypatch.setattr(m, "Meteor", Broken)
+    monkeypatch.setattr(metrics, "Meteor", Broken)
     with pytest.warns(RuntimeWarning, match="METEOR"):
         s = caption_scores({"x": ["low grade."]}, {"x": "low grade."}, meteor=True)
     assert "METEOR" not in s
 
 
+@pytest.mark.slow  # a Java process: about 7-15 s
 @pytest.mark.skipif(not java_available(), reason="METEOR needs java on the PATH")
 def test_meteor_with_java():
     """Slow (~15 s): METEOR's Java process loads a 60 MB paraphrase table."""

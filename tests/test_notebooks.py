@@ -2,14 +2,27 @@
 
 (Running them is nbval's job: `make test` runs each notebook in fast mode.)
 """
+import ast
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from mdnet_utils.notebooks import check_structure, notebook_paths
+import mdnet_utils
+import mdnet_utils.course.notebook
+from mdnet_utils import Config
+from mdnet_utils.course.checks import check_structure
+from mdnet_utils.course.notebook import notebook_paths
+from mdnet_utils.course.runner import run_notebooks
 
 NOTEBOOKS = notebook_paths()
+PACKAGE = Path(mdnet_utils.__file__).resolve().parent
+COURSE = PACKAGE / "course"
 
 
 def test_the_course_has_notebooks():
@@ -61,3 +74,117 @@ def test_check_structure_asks_for_a_questionnaire_and_two_checked_exercises():
     first = next(c for c in nb.cells if "solution" in c.metadata.get("tags", []))
     first.metadata["tags"] = []
     assert any("1 checked exercise" in p for p in check_structure(nb))
+
+
+def _imports(path: Path, package: str, modules: set[str] | None = None) -> set[str]:
+    """The modules a file imports (at the top or inside a function), as absolute names. ``from A import b`` is
+    ``A.b`` when that is one of ``modules`` (a submodule), else ``A``; with ``modules=None`` it is both."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolved against the importing module's package
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.update([base, full] if modules is None else [full] if full in modules else [base])
+    return found
+
+
+def _course_graph() -> dict[str, set[str]]:
+    """Course module -> the course modules it imports (``mdnet_utils.course`` is the package's __init__)."""
+    names = {p: "mdnet_utils.course" if p.stem == "__init__" else f"mdnet_utils.course.{p.stem}"
+             for p in sorted(COURSE.glob("*.py"))}
+    modules = set(names.values())
+    return {name: (_imports(path, "mdnet_utils.course", modules) & modules) - {name} for path, name in names.items()}
+
+
+def test_the_course_modules_import_one_another_without_a_cycle():
+    graph = _course_graph()
+    assert "mdnet_utils.course.notebook" in graph and graph["mdnet_utils.course.notebook"] == set(), \
+        "course.notebook is the one module every other reads notebooks through: it imports none of them"
+    done, path = set(), []
+
+    def visit(module):  # depth first; meeting a module already on the path is a cycle
+        if module in path:
+            pytest.fail("import cycle: " + " -> ".join(path[path.index(module):] + [module]))
+        if module not in done:
+            path.append(module)
+            for dep in sorted(graph[module]):
+                visit(dep)
+            path.pop()
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+@pytest.mark.slow  # a fresh interpreter: about 2.5 s
+def test_each_course_module_imports_on_its_own_in_a_fresh_interpreter():
+    modules = sorted(_course_graph())
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    for loaded in [m for m in sys.modules if m.startswith('mdnet_utils.course')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    importlib.import_module(name)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_nothing_outside_the_course_package_but_the_command_line_imports_it():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if COURSE in path.parents or path.name == "__main__.py":
+            continue
+        package = ".".join(("mdnet_utils",) + path.relative_to(PACKAGE).parent.parts)
+        course = {m for m in _imports(path, package) if m == "mdnet_utils.course" or m.startswith("mdnet_utils.course.")}
+        assert not course, f"{path.relative_to(PACKAGE)} imports {sorted(course)}: course upkeep is not the ML library"
+
+
+def _copy_of_the_course(root: Path) -> Path:
+    """``root/notebooks`` holding a copy of notebook 00 and a file that is not a course notebook."""
+    (root / "notebooks").mkdir(parents=True)
+    shutil.copy(NOTEBOOKS[0], root / "notebooks" / NOTEBOOKS[0].name)
+    (root / "notebooks" / "scratch.ipynb").write_text("{}")
+    return root / "notebooks" / NOTEBOOKS[0].name
+
+
+@pytest.mark.slow  # a fresh interpreter: about 2.5 s
+def test_mdnet_root_points_the_course_tools_at_another_checkout(tmp_path):
+    copied = _copy_of_the_course(tmp_path / "course")
+    script = ("import json; from mdnet_utils import config; from mdnet_utils.course import notebook_paths; "
+              "print(json.dumps([str(config.notebooks_dir), [str(p) for p in notebook_paths()]]))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "MDNET_ROOT": str(tmp_path / "course")})
+    assert done.returncode == 0, done.stderr
+    folder, paths = json.loads(done.stdout)
+    assert Path(folder) == copied.parent.resolve()
+    assert paths == [str(copied.resolve())]
+
+
+def test_the_notebook_folder_is_read_from_config_when_called_not_at_import(tmp_path, monkeypatch):
+    copied = _copy_of_the_course(tmp_path)
+    monkeypatch.setattr(mdnet_utils.course.notebook, "config", Config(root=tmp_path))
+    assert notebook_paths() == [copied]
+    assert notebook_paths(NOTEBOOKS[0].parent) == NOTEBOOKS
+
+
+@pytest.mark.slow  # a real kernel
+def test_run_notebooks_writes_the_executed_notebook_in_place_in_full_mode(tmp_path, monkeypatch):
+    path = tmp_path / "99_tiny.ipynb"
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ.get('MDNET_FAST', 'full'))")]
+    nbformat.write(nb, path)
+    path.chmod(0o644)
+    monkeypatch.setenv("MDNET_FAST", "1")
+    run_notebooks([path], timeout=120)
+    assert os.environ["MDNET_FAST"] == "1", "the caller's fast mode is given back"
+    cell = nbformat.read(path, as_version=4).cells[0]
+    assert cell.execution_count == 1 and cell.outputs[0]["text"] == "full\n"
+    assert path.stat().st_mode & 0o777 == 0o644, "the notebook keeps its permissions"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name], "a temporary file was left behind"

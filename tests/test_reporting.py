@@ -9,7 +9,7 @@ from mdnet_utils.__main__ import main
 from mdnet_utils.data import make_synthetic_dataset
 from mdnet_utils.data.grades import CLASSES
 from mdnet_utils.reporting import NO_DIAGNOSIS, plot_run, report_images
-from mdnet_utils.runs import train_run
+from mdnet_utils.training.runs import train_run
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def test_a_run_trained_without_labels_gives_no_diagnosis(trained, tmp_path):
     unlabelled = tmp_path / "run"
     shutil.copytree(run, unlabelled)
     cfg = json.loads((unlabelled / "config.json").read_text())
-    (unlabelled / "config.json").write_text(json.dumps({**cfg, "labelled": False}))
+    cfg["model"]["conditioned"], cfg["data"]["labelled"] = False, False  # as a run on data without labels saves it
+    (unlabelled / "config.json").write_text(json.dumps(cfg))
     [record] = report_images(unlabelled, images[:1], tmp_path / "out")
     assert record["diagnosis"] == NO_DIAGNOSIS and record["confidence"] is None
     assert _valid_png(tmp_path / "out" / "tile_a.png")

@@ -5,8 +5,8 @@ import torch
 import torchvision
 from torch import nn
 
-from mdnet_utils.models import (BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, PreActResNet,
-                                cifar_resnet, resnet18, resnet34, resnet50)
+from mdnet_utils.models import (BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, cifar_resnet, resnet18,
+                                resnet34, resnet50)
 
 torch.set_num_threads(1)
 
@@ -146,14 +146,3 @@ def test_cifar_resnets_have_the_papers_sizes_and_shapes():
     assert isinstance(post.stem[1], nn.BatchNorm2d) and len(pre.stem) == 1  # the first block pre-activates
     assert not any(b.downsample is not None for b in cifar_resnet(20, plain=True).blocks)
 
-
-def test_the_learnability_grade_reader_still_works():
-    from mdnet_utils.learnability import TASK_SIZES, GradeReader
-
-    torch.manual_seed(0)
-    reader = GradeReader()
-    assert isinstance(reader.backbone, PreActResNet) and reader.backbone.num_features == 64
-    x = torch.randn(2, 3, 64, 64)
-    outs = reader(x)
-    assert [tuple(o.shape) for o in outs] == [(2, n) for n in TASK_SIZES] and len(outs) == 6
-    assert reader.backbone.features(x).shape == (2, 64, 8, 8)

@@ -4,9 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mdnet_utils.models import (cifar_resnet, lesion, read_stream, record_stream, residual_blocks, resnet18,
-                                resnet50)
-
+from mdnet_utils.models import cifar_resnet, lesion, read_stream, record_stream, residual_blocks, resnet18, resnet50
 from tests.helpers import randomized
 
 torch.set_num_threads(1)
@@ -25,7 +23,7 @@ def stages(blocks):
 
 
 def test_residual_blocks_enumerates_every_family_in_forward_order():
-    from mdnet_utils.learnability import GradeReader
+    from mdnet_utils.training.learnability import GradeReader
 
     r18 = resnet18()
     assert residual_blocks(r18) == r18.blocks

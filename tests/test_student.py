@@ -10,9 +10,8 @@ import nbformat
 import pytest
 
 from mdnet_utils import exercises as checks
-from mdnet_utils.notebooks import notebook_paths
-from mdnet_utils.student import (CHECK, QUESTIONNAIRE, SOLUTION, _plain, build_student_edition, exercises,
-                                  stub_source, student_notebook, tags)
+from mdnet_utils.course.notebook import CHECK, QUESTIONNAIRE, SOLUTION, STUB, exercises, notebook_paths, tags
+from mdnet_utils.course.student import _plain, build_student_edition, stub_source, student_notebook
 
 NOTEBOOKS = notebook_paths()
 PAIRS = [(p, k) for p in NOTEBOOKS for k in range(len(exercises(nbformat.read(p, as_version=4))))]
@@ -76,7 +75,7 @@ def test_the_student_edition_is_the_notebook_cell_for_cell_without_solutions_ans
         else:
             assert theirs.source == mine.source, f"cell {i} differs"
     assert "widgets" not in student.metadata
-    assert [ex["check"] for ex in exercises(student, tag="stub")] == [ex["check"] for ex in solutions.values()]
+    assert [ex["check"] for ex in exercises(student, tag=STUB)] == [ex["check"] for ex in solutions.values()]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -106,12 +105,11 @@ def test_stub_source_refuses_anything_but_imports_and_functions():
 def test_a_failed_build_leaves_the_previous_edition_and_no_temporary_folder(tmp_path, monkeypatch):
     out = build_student_edition(tmp_path / "student", NOTEBOOKS[:1])
     before = sorted(p.name for p in out.iterdir())
-    import mdnet_utils.student as student
 
     def broken(nb, name=""):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(student, "student_notebook", broken)
+    monkeypatch.setattr("mdnet_utils.course.student.student_notebook", broken)
     with pytest.raises(RuntimeError):
         build_student_edition(tmp_path / "student", NOTEBOOKS[:2])
     assert sorted(p.name for p in out.iterdir()) == before
@@ -127,6 +125,7 @@ def test_the_student_command_writes_the_edition(tmp_path, capsys):
     assert f"{len(NOTEBOOKS)} notebooks, {len(PAIRS)} exercises to solve" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a real kernel
 def test_run_all_in_a_kernel_goes_past_every_stub_without_an_error(edition):
     """In a real kernel, as "Run All" in JupyterLab would: each student notebook's setup cell, then its
     exercises (task, stub, check). No cell errors; every check prints "not written yet"."""
@@ -138,7 +137,7 @@ def test_run_all_in_a_kernel_goes_past_every_stub_without_an_error(edition):
         student = nbformat.read(edition / path.name, as_version=4)
         setup = next(c for c in student.cells if c.cell_type == "code")
         nb.cells.append(nbformat.v4.new_code_cell(setup.source))
-        for ex in exercises(student, tag="stub"):
+        for ex in exercises(student, tag=STUB):
             nb.cells += [student.cells[i] for i in range(ex["cell"] - 1, ex["cell"] + 2)]
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(edition)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]

@@ -6,8 +6,7 @@ import pytest
 
 from mdnet_utils.data import make_synthetic_dataset, read_annotation
 from mdnet_utils.data.build import MANIFEST, content_hash, is_complete
-from mdnet_utils.data.grades import (CLASSES, FEATURES, GRADES, abnormality_score, conclusion,
-                                     has_findings, sample_case)
+from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES, abnormality_score, conclusion, has_findings, sample_case
 from mdnet_utils.data.synthetic import render_tile
 
 NORMAL = {f: GRADES[f][0] for f in FEATURES}

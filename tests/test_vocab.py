@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from mdnet_utils.data.errors import DatasetError
 from mdnet_utils.data.vocab import Vocabulary, detokenize, tokenize
+from mdnet_utils.errors import DatasetError
 
 REPORTS = [
     "pleomorphism is mild, crowding is moderate, polarity is preserved. conclusion: low grade.",

@@ -21,7 +21,6 @@ import json
 import os
 import random
 import shutil
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageOps
@@ -29,6 +28,7 @@ from PIL import Image, ImageOps
 from mdnet_utils.data.dataset import ANNOTATION, DatasetError, ReportDataset, read_annotation
 from mdnet_utils.data.grades import CLASSES
 from mdnet_utils.data.vocab import Vocabulary, tokenize
+from mdnet_utils.io import write_folder
 
 __all__ = ["detect_layout", "convert_bcidr", "convert_bcidr_folder", "export_r2gen", "findings_report"]
 
@@ -92,12 +92,13 @@ def convert_bcidr(json_path: str | os.PathLike, image_dir: str | os.PathLike, ou
     n_test = min(round(test_fraction * len(order)), len(order) - 1 - n_val)
     split_of = {name: "val" if k < n_val else "test" if k < n_val + n_test else "train" for k, name in enumerate(order)}
     annotation = {"train": [], "val": [], "test": []}
-    with _atomic_folder(out_root) as tmp:
+
+    def fill(tmp: Path) -> None:
         for name, entry in entries.items():  # sorted by name
             _copy_views(image_dir, tmp / "images", entry["image_path"][0], 1, set())
             annotation[split_of[name]].append({**entry, "split": split_of[name]})
         (tmp / ANNOTATION).write_text(json.dumps(annotation, indent=1), encoding="utf-8")
-    return out_root
+    return _write_dataset(Path(out_root), fill)
 
 
 def convert_bcidr_folder(folder: str | os.PathLike, out_root: str | os.PathLike, **kw) -> Path:
@@ -125,7 +126,8 @@ def export_r2gen(source_root: str | os.PathLike, out_root: str | os.PathLike, *,
         ReportDataset(source_root, split, vocab=Vocabulary())
     taken = {p for entries in data.values() for e in entries for p in e["image_path"]}
     out = {split: [] for split in data}
-    with _atomic_folder(out_root) as tmp:
+
+    def fill(tmp: Path) -> None:
         for split, entries in data.items():
             for e in entries:
                 paths = _copy_views(source_root / "images", tmp / "images", e["image_path"][0], views, taken)
@@ -135,7 +137,7 @@ def export_r2gen(source_root: str | os.PathLike, out_root: str | os.PathLike, *,
                 if keep_labels and e.get("label") is not None:
                     out[split][-1]["label"] = e["label"]
         (tmp / ANNOTATION).write_text(json.dumps(out, indent=1), encoding="utf-8")
-    return out_root
+    return _write_dataset(out_root, fill)
 
 
 _NOUNS = {"pleomorphism": "nuclear pleomorphism", "crowding": "crowding", "mitosis": "mitoses", "nucleoli": "nucleoli"}
@@ -232,18 +234,14 @@ def _copy_views(src: Path, dst: Path, path: str, views: int, taken: set[str]) ->
     return [path, flip]
 
 
-@contextmanager
-def _atomic_folder(out_root: Path):
-    """Yield a hidden sibling folder to write into, renamed to ``out_root`` when the block succeeds."""
+def _write_dataset(out_root: Path, fill) -> Path:
+    """``fill(tmp)`` a hidden sibling folder (``images/`` made), swapped in for ``out_root`` when it succeeds;
+    ``out_root`` must be new or empty."""
     if out_root.exists() and (not out_root.is_dir() or any(out_root.iterdir())):
         raise DatasetError(f"{out_root}: already exists and is not empty (write to a new or empty folder).")
-    tmp = out_root.parent / f".{out_root.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
-    try:
-        yield tmp
-        if out_root.exists():
-            out_root.rmdir()  # empty, checked above
-        os.replace(tmp, out_root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def prepared(tmp: Path) -> None:
+        (tmp / "images").mkdir()
+        fill(tmp)
+    write_folder(out_root, prepared)
+    return out_root

@@ -3,7 +3,7 @@
 The build is deterministic (tile i is drawn from its own generator seeded with (seed, i), so the
 bytes do not depend on how many processes render) and atomic: everything is written to a hidden
 temporary folder beside ``root``, a manifest with a hash of the content is written last, and the
-folder is renamed into place. A folder whose manifest is missing, was made with other parameters
+folder is swapped into place (``io.write_folder``). A folder whose manifest is missing, was made with other parameters
 or another version of the generator, or whose files no longer match the hash, is rebuilt.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ import json
 import math
 import multiprocessing as mp
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from mdnet_utils.data import grades as _grades_module
 from mdnet_utils.data import reports as _reports_module
@@ -26,6 +26,7 @@ from mdnet_utils.data.dataset import ANNOTATION, build_vocab
 from mdnet_utils.data.grades import conclusion, sample_case
 from mdnet_utils.data.reports import write_reports
 from mdnet_utils.data.synthetic import render_tile
+from mdnet_utils.io import write_folder
 
 MANIFEST = "manifest.json"
 TILES_PER_PATIENT = 6
@@ -122,17 +123,15 @@ def make_synthetic_dataset(root: str | os.PathLike, *, n_images: int, image_size
     if is_complete(root, n_images=n_images, image_size=image_size, seed=seed):
         return root
 
-    tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
-    (tmp / "masks").mkdir()
-    try:
+    def fill(tmp: Path) -> None:
+        (tmp / "images").mkdir()
+        (tmp / "masks").mkdir()
         jobs = [(i, str(tmp), image_size, seed) for i in range(n_images)]
-        workers = workers or os.cpu_count() or 1
-        if workers > 1 and n_images >= 100:
+        n_workers = workers or os.cpu_count() or 1
+        if n_workers > 1 and n_images >= 100:
             # fork: workers inherit the imported modules instead of importing torch again.
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ctx.Pool(workers) as pool:
+            with ctx.Pool(n_workers) as pool:
                 it = pool.imap(_render_one, jobs, chunksize=64)
                 entries = list(_progress(it, n_images, progress))
         else:
@@ -149,16 +148,12 @@ def make_synthetic_dataset(root: str | os.PathLike, *, n_images: int, image_size
                     "counts": {k: len(v) for k, v in annotation.items()},
                     "content_hash": content_hash(tmp)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if root.exists():
-            shutil.rmtree(root)  # stale or partial: replaced whole
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_folder(root, fill)  # a stale or partial folder is replaced whole
     return root
 
 
 def _progress(it, total: int, enabled: bool):
     if not enabled:
         return it
-    from tqdm.auto import tqdm
     return tqdm(it, total=total, desc="rendering tiles", unit="tile")

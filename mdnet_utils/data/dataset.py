@@ -23,15 +23,16 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
-from PIL import Image
+from torch.nn.utils.rnn import pad_sequence
 
-from mdnet_utils.data.errors import DatasetError
 from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES
 from mdnet_utils.data.vocab import Vocabulary, tokenize
+from mdnet_utils.errors import DatasetError, ImageError
+from mdnet_utils.io import read_image
 
-__all__ = ["DatasetError", "ReportDataset", "build_vocab", "collate", "read_annotation"]
+__all__ = ["DatasetError", "ReportDataset", "build_vocab", "training_vocab", "collate", "read_annotation",
+           "pad_sequences"]
 
 ANNOTATION = "annotation.json"
 VOCAB = "vocab.json"
@@ -53,6 +54,19 @@ def read_annotation(root: str | os.PathLike) -> dict[str, list]:
     return data
 
 
+def training_vocab(root: str | os.PathLike, min_count: int = 1) -> Vocabulary:
+    """The vocabulary of the train split's reports (every reference report of an entry), words seen at least
+    ``min_count`` times; nothing is written (``build_vocab`` also saves it in the data folder)."""
+    root = Path(root)
+    data = read_annotation(root)
+    if "train" not in data:
+        raise DatasetError(f"{root / ANNOTATION}: no 'train' split to build the vocabulary from.")
+    texts = []
+    for i, entry in enumerate(data["train"]):
+        texts.extend(_reports_of(entry, _where(root, "train", entry, i)))
+    return Vocabulary.build(texts, min_count=min_count)
+
+
 def build_vocab(root: str | os.PathLike, min_count: int = 1) -> Vocabulary:
     """Build the vocabulary from the train split's reports and save it as ``root/vocab.json``.
 
@@ -61,13 +75,7 @@ def build_vocab(root: str | os.PathLike, min_count: int = 1) -> Vocabulary:
     If ``root`` is read-only the vocabulary is returned unsaved, with a warning.
     """
     root = Path(root)
-    data = read_annotation(root)
-    if "train" not in data:
-        raise DatasetError(f"{root / ANNOTATION}: no 'train' split to build the vocabulary from.")
-    texts = []
-    for i, entry in enumerate(data["train"]):
-        texts.extend(_reports_of(entry, _where(root, "train", entry, i)))
-    vocab = Vocabulary.build(texts, min_count=min_count)
+    vocab = training_vocab(root, min_count)
     try:
         vocab.save(root / VOCAB)
     except OSError as e:
@@ -180,29 +188,30 @@ class ReportDataset(torch.utils.data.Dataset):
 
     # -- reading files ---------------------------------------------------------------------
 
+    def read_views(self, k: int) -> list[torch.Tensor]:
+        """The images of entry ``k`` (an index into ``entries``) as uint8 ``3xHxW`` tensors, as stored."""
+        e = self.entries[k]
+        return [self._read(p, e, "image") for p in e["images"]]
+
+    def read_masks(self, k: int) -> dict[str, torch.Tensor]:
+        """The masks of entry ``k`` as bool ``1xHxW`` tensors (pixels > 127 are inside)."""
+        e = self.entries[k]
+        return {name: self._read(p, e, "mask") > 127 for name, p in e["masks"].items()}
+
     def _read_image(self, path: str, e: dict) -> torch.Tensor:
         """The RGB image at ``path`` as a float ``3xHxW`` tensor in [0, 1]."""
-        try:
-            with Image.open(path) as im:
-                array = np.array(im if im.mode == "RGB" else im.convert("RGB"))
-        except (OSError, ValueError, SyntaxError) as err:  # PIL's ways of saying "bad file"
-            raise DatasetError(
-                f"{path}: not a readable image (entry {e['id']!r} in split {self.split!r}; "
-                f"{type(err).__name__})."
-            ) from None
-        return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+        return self._read(path, e, "image").float().div_(255.0)
 
     def _read_mask(self, path: str, e: dict) -> torch.Tensor:
         """The mask at ``path`` as a float ``1xHxW`` tensor of 0/1 (pixels > 127 are 1)."""
+        return (self._read(path, e, "mask") > 127).float()
+
+    def _read(self, path: str, e: dict, what: str) -> torch.Tensor:
         try:
-            with Image.open(path) as im:
-                array = np.array(im if im.mode == "L" else im.convert("L"))
-        except (OSError, ValueError, SyntaxError) as err:
-            raise DatasetError(
-                f"{path}: not a readable mask (entry {e['id']!r} in split {self.split!r}; "
-                f"{type(err).__name__})."
-            ) from None
-        return torch.from_numpy(array > 127).float().unsqueeze(0)
+            return read_image(path, gray=what == "mask")
+        except ImageError as err:
+            raise DatasetError(f"{path}: not a readable {what} (entry {e['id']!r} in split {self.split!r}; "
+                               f"{err.reason}).") from None
 
     # -- validation ----------------------------------------------------------------------
 
@@ -299,11 +308,9 @@ def pad_sequences(sequences, pad_id: int = Vocabulary.pad_id, device=None) -> tu
     """Token-id sequences (lists or 1-D tensors) -> ``(tokens, lengths)``: ``tokens`` (B, T) long, each row a
     sequence followed by ``pad_id``, T the longest; ``lengths`` (B,) the true lengths. Every padded batch of
     the package is made here."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    tokens = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long, device=device)
-    for row, s in enumerate(sequences):
-        tokens[row, :len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return tokens, lengths
+    rows = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    return pad_sequence(rows, batch_first=True, padding_value=pad_id).to(device), lengths
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ The variety is tuned to the agreement of five real pathologists on the authors' 
 reports (report 1 scored against the other 4 with pycocoevalcap's usual pipeline, whose PTB
 tokenizer lowercases and drops punctuation): BLEU-1..4 0.871 / 0.792 / 0.730 / 0.682, ROUGE-L
 0.684, CIDEr 1.741, 112 distinct words, 34 words a report. This grammar, measured the same way
-with :func:`mdnet_utils.metrics.report_agreement` (which drops punctuation likewise) on 500
+with :func:`mdnet_utils.evaluation.metrics.report_agreement` (which drops punctuation likewise) on 500
 images (grades and focus from ``grades.sample_case`` with ``numpy.random.default_rng(0)``,
 conclusion from ``grades.conclusion``, then ``write_reports(..., rng)`` with the same generator)
 gives

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from mdnet_utils.data.errors import DatasetError
+from mdnet_utils.errors import DatasetError
+from mdnet_utils.io import write_json
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 _ATTACH_LEFT = {".", ",", ";", ":", "!", "?", ")"}
@@ -111,18 +111,8 @@ class Vocabulary:
         return detokenize(tokens)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the vocabulary as JSON, atomically (a temporary file, then a rename)."""
-        path = Path(path)
-        text = json.dumps({"tokens": self.itos}, indent=1, ensure_ascii=False) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        """Write the vocabulary as JSON, atomically (``io.write_json``)."""
+        write_json(path, {"tokens": self.itos})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocabulary":

@@ -1,7 +1,7 @@
 """Exercises with automatic checks: ``check_<name>(your_function)`` runs your code on fixed cases and prints
 a clear pass, or exactly what is wrong (which case, what was expected, what came back, and a hint when the
 mistake is a known one). Each notebook's Exercises section states the task; its solution cell is marked
-as a solution, and ``make student`` replaces it by a stub (see ``mdnet_utils.student``).
+as a solution, and ``make student`` replaces it by a stub (see ``mdnet_utils.course.student``).
 
     from mdnet_utils.exercises import check_conclusion
     check_conclusion(my_conclusion)       # ✓ check_conclusion: passed (...)  or  ✗ check_conclusion: ...

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from mdnet_utils.data.dataset import pad_sequences
-from mdnet_utils.data.errors import DatasetError
+from mdnet_utils.data.dataset import ReportDataset, pad_sequences
 from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES, abnormality_score, conclusion
+from mdnet_utils.errors import DatasetError
 from mdnet_utils.exercises.core import Wrong, call, check, expect, expect_tensor
 
 SPLITS = ("train", "val", "test")
@@ -72,9 +73,7 @@ def check_pad_reports(fn) -> str:
 def check_annotation_entry(fn) -> str:
     """Notebook 08, Exercise A. ``fn(case_id, image_files, reports, label) -> dict``: one entry of
     ``annotation.json`` that ``ReportDataset`` reads back (images are under ``images/``; ``label`` may be None)."""
-    from PIL import Image
 
-    from mdnet_utils.data.dataset import ReportDataset
 
     cases = [
         ("case-001", ["case-001/0.png"], ["no atypia. normal urothelium."], "normal"),

@@ -7,13 +7,14 @@ import torch
 from torch import nn
 
 from mdnet_utils.exercises.core import Wrong, call, check, close, expect, expect_close
+from mdnet_utils.models.ecnet import LiteralConcatBlock, channel_table, literal_ecnet
+from mdnet_utils.models.heads import DecoupledHead, class_activation_map
 
 
 @check
 def check_cam(fn) -> str:
     """Notebook 03, Exercise A. ``fn(features, fc_weight) -> cams``: Eq. (7)'s map M_c(i, j) = sum_k w_k^c y^(k)(i, j)
     for every image and class, features (B, K, H, W) and fc_weight (C, K) -> (B, C, H, W)."""
-    from mdnet_utils.models.heads import class_activation_map
 
     gen = torch.Generator().manual_seed(4)
     for b, k, c, h, w in [(2, 8, 4, 4, 4), (1, 16, 3, 2, 5), (3, 5, 10, 7, 7)]:
@@ -74,7 +75,6 @@ def check_decoupled_scores(fn) -> str:
 def check_split_linear(fn) -> str:
     """Notebook 04, Exercise B. ``fn(fc, member_channels) -> weights``: the per-member classifiers w_m (C, K_m) hidden
     in one ``nn.Linear`` over the concatenated members, so that sum_m w_m . GAP(member_m) + b = fc(GAP(concat))."""
-    from mdnet_utils.models.heads import DecoupledHead
 
     gen = torch.Generator().manual_seed(7)
     for widths in [(4, 4), (2, 5, 3), (7,)]:
@@ -109,7 +109,6 @@ def _refuse(*args, **kwargs):
 def check_concat_forward(fn) -> str:
     """Notebook 05, Exercise A. ``fn(block, y) -> y_{l+1}``: a ``LiteralConcatBlock``'s forward pass, Eq. (10),
     y_{l+1} = F_l(y_l) (+) h(y_l), concatenated along the channels with F_l's channels first."""
-    from mdnet_utils.models.ecnet import LiteralConcatBlock
 
     gen = torch.Generator().manual_seed(8)
     for c_in, growth, stride in [(16, 16, 1), (32, 8, 2), (8, 24, 1)]:
@@ -133,7 +132,6 @@ def check_literal_channels(fn) -> str:
     """Notebook 05, Exercise B. ``fn(depth, widen_factor) -> [out channels of each block]`` of
     ``literal_ecnet(depth, widen_factor)``: a 16-channel stem, 3 stages of n = (depth - 2) / 9 blocks, each
     concatenating 16k, 32k, 64k new channels (stage 1, 2, 3)."""
-    from mdnet_utils.models.ecnet import channel_table, literal_ecnet
 
     n = 0
     for depth in (11, 20, 29, 56):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from mdnet_utils.evaluation.localisation import mass_inside, pointing_game
 from mdnet_utils.exercises.core import call, check, close, expect, expect_close
+from mdnet_utils.models.attention import CamAttention, context, flatten_features
+from mdnet_utils.models.decoder import sequence_log_likelihood
 
 
 def _tokens(gen: torch.Generator, lengths: list[int], vocab: int) -> torch.Tensor:
@@ -22,7 +25,6 @@ def check_report_log_likelihood(fn) -> str:
     """Notebook 06, Exercise A. ``fn(logits, tokens, pad_id) -> (B,)``: Eq. (11), log p(report | image) = sum over
     t of log p(x_t | I, x_<t), where logits (B, T-1, V) at step t predict tokens[:, t+1] and padding targets
     do not count."""
-    from mdnet_utils.models.decoder import sequence_log_likelihood
 
     gen = torch.Generator().manual_seed(9)
     for lengths, vocab in [([5, 8, 3], 12), ([6], 20), ([4, 4], 7)]:
@@ -49,7 +51,6 @@ def check_report_log_likelihood(fn) -> str:
 def check_context(fn) -> str:
     """Notebook 06, Exercise B. ``fn(alpha, features) -> z``: Eq. (13), z = sum_i alpha_i C_i with the positions i
     of the (B, K, H, W) feature maps numbered row by row; alpha (B, H W) -> z (B, K)."""
-    from mdnet_utils.models.attention import context, flatten_features
 
     gen = torch.Generator().manual_seed(10)
     for b, k, h, w in [(2, 6, 4, 4), (1, 3, 2, 5), (3, 8, 3, 3)]:
@@ -69,7 +70,6 @@ def check_cam_attention(fn) -> str:
     """Notebook 06, Exercise C. ``fn(h, cam, W_h, W_att) -> alpha``: Eq. (14) as this course implements it,
     alpha = softmax(W_att tanh(W_h h + c)) with c the CAM standardised per image (zero mean, unit standard
     deviation over the N positions, eps 1e-5 inside the square root); h (B, hidden), cam (B, N) -> (B, N)."""
-    from mdnet_utils.models.attention import CamAttention
 
     gen = torch.Generator().manual_seed(11)
     for b, hidden, n in [(2, 8, 16), (3, 5, 9)]:
@@ -122,7 +122,6 @@ def _number(got, case: str) -> float:
 def check_mass_inside(fn) -> str:
     """Notebook 07, Exercise A. ``fn(saliency, mask) -> float``: the share of ReLU(saliency) that lies inside the
     mask, sum(s m) / sum(s); for a map with no positive mass, the mask's area share (what a uniform map scores)."""
-    from mdnet_utils.localisation import mass_inside
 
     gen = torch.Generator().manual_seed(12)
     for case, saliency, mask in _maps(gen):
@@ -141,7 +140,6 @@ def check_mass_inside(fn) -> str:
 def check_pointing_game(fn) -> str:
     """Notebook 07, Exercise B. ``fn(saliency, mask) -> float``: 1.0 when the maximum of the map lies in the mask,
     0.0 when not; with several equal maxima, the share of them inside the mask."""
-    from mdnet_utils.localisation import pointing_game
 
     gen = torch.Generator().manual_seed(13)
     for case, saliency, mask in _maps(gen):

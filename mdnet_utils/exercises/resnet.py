@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mdnet_utils.exercises.core import Wrong, call, check, close, expect, expect_close
+from mdnet_utils.models.blocks import PreActBasicBlock
 
 
 def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
@@ -30,7 +31,6 @@ def _refuse(*args, **kwargs):
 def check_preact_forward(fn) -> str:
     """Notebook 01, Exercise A. ``fn(block, x) -> x_{l+1}``: a ``PreActBasicBlock``'s forward pass, Eq. (3),
     written from its layers (the block in eval mode)."""
-    from mdnet_utils.models.blocks import PreActBasicBlock
 
     gen = torch.Generator().manual_seed(1)
     for c_in, c_out, stride in [(16, 16, 1), (16, 32, 2), (8, 8, 1)]:

@@ -7,7 +7,8 @@ heads.py   class activation maps (Eq. (7)), the logit split into members (Eq. (8
 ecnet.py   the ensemble-connection (Eq. (10)): the authors' released EcNet and the literal every-block reading
 attention.py  where the report generator looks (Eqs. (13)-(14)): the CAM attention and the soft-attention baseline
 decoder.py    the LSTM that writes the report (Eqs. (11)-(12)), its losses, greedy and beam-search decoding
-mdnet.py      the whole MDNet (image model + decoder, CAM of the predicted class) and the Show-Attend-Tell baseline
+mdnet.py      the whole MDNet: image model + decoder (``ReportGenerator``), the CAM of the predicted class, its loss
+config.py     a model as data (``ModelConfig``) and ``build_model``; the builders ``mdnet`` and ``resnet_sat``
 """
 from mdnet_utils.models.attention import (CamAttention, SoftAttention, context, doubly_stochastic_penalty,
                                           flatten_features, standardise_cam)
@@ -17,7 +18,9 @@ from mdnet_utils.models.decoder import (Decoded, ReportDecoder, beam_search, gre
                                         word_loss)
 from mdnet_utils.models.ecnet import (BlockChannels, EcAddBlock, EcBlock, EcConcatBlock, EcNet, LiteralConcatBlock,
                                       LiteralEcNet, channel_table, ecnet, literal_ecnet, msr_init)
-from mdnet_utils.models.mdnet import Encoded, ReportGenerator, feature_grid, mdnet, mdnet_loss, resnet_sat
+from mdnet_utils.models.config import MODEL_PRESETS, ModelConfig, build_model, mdnet, resnet_sat
+from mdnet_utils.models.decoupled import DecoupledResNet
+from mdnet_utils.models.mdnet import Encoded, ReportGenerator, feature_grid, mdnet_loss
 from mdnet_utils.models.heads import (DecoupledHead, LogitDecomposition, SharedHead, class_activation_map, eq7_score,
                                       logit_decomposition, logits_from_cam, model_cam)
 from mdnet_utils.models.resnet import (CifarResNet, PreActResNet, ResNet, cifar_resnet, init_weights, resnet18,
@@ -36,4 +39,4 @@ __all__ = ["ResidualBlock", "PostActBlock", "PreActBlock", "BasicBlock", "Bottle
            "flatten_features", "context", "standardise_cam", "CamAttention", "SoftAttention",
            "doubly_stochastic_penalty", "ReportDecoder", "word_loss", "sequence_log_likelihood", "Decoded",
            "greedy_decode", "beam_search", "Encoded", "ReportGenerator", "feature_grid", "mdnet", "mdnet_loss",
-           "resnet_sat"]
+           "resnet_sat", "ModelConfig", "MODEL_PRESETS", "build_model", "DecoupledResNet"]

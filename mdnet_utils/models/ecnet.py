@@ -71,6 +71,7 @@ import torch
 from torch import nn
 
 from mdnet_utils.models.blocks import ResidualBlock, conv1x1, conv3x3
+from mdnet_utils.models.stream import named_residual_blocks
 
 
 class EcBlock(ResidualBlock):
@@ -297,7 +298,6 @@ class BlockChannels:
 def channel_table(model: nn.Module) -> list[BlockChannels]:
     """Per residual block of ``model`` (either EcNet, or any network of ``mdnet_utils.models``): how many
     channels come in, how many the branch makes, how many go out. ``dataclasses.asdict`` each row for a table."""
-    from mdnet_utils.models.stream import named_residual_blocks  # stream imports blocks only: no cycle
 
     rows = []
     for index, (name, b) in enumerate(named_residual_blocks(model)):

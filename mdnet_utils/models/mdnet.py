@@ -10,8 +10,8 @@ global average pooling and ``fc``: ``CifarResNet``, ``EcNet``) to a ``ReportDeco
                                            with the gradient stopped through it
     report ~ decoder(C(I), c)              Eqs. (11)-(14)
 
-``mdnet(...)`` builds MDNet (the released EcNet, ``CamAttention``); ``resnet_sat(...)`` the baseline (a
-pre-activation ResNet with Show-Attend-Tell's ``SoftAttention``). Both have the same decoder otherwise.
+``models.config.mdnet(...)`` builds MDNet (the released EcNet, ``CamAttention``); ``resnet_sat(...)`` the
+baseline (a pre-activation ResNet with Show-Attend-Tell's ``SoftAttention``); both through ``ModelConfig``.
 
 What the paper leaves open and we chose, after the authors' later code (see equations.md): c is the CAM of
 the predicted class, not of the true one (at test time the true class is unknown, so training on it would
@@ -25,13 +25,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
-from mdnet_utils.data.dataset import pad_sequences
-from mdnet_utils.models.attention import CamAttention, SoftAttention, doubly_stochastic_penalty, flatten_features
+from mdnet_utils.models.attention import CamAttention, doubly_stochastic_penalty, flatten_features
 from mdnet_utils.models.decoder import Decoded, ReportDecoder, beam_search, greedy_decode, word_loss
 from mdnet_utils.models.heads import class_activation_map
 
-__all__ = ["Encoded", "ReportGenerator", "mdnet", "resnet_sat", "mdnet_loss", "feature_grid"]
+__all__ = ["Encoded", "ReportGenerator", "mdnet_loss", "feature_grid"]
 
 
 @dataclass
@@ -61,16 +61,24 @@ def feature_grid(image_size: int, stem_stride: int = 2, stages: int = 3) -> tupl
 
 
 class ReportGenerator(nn.Module):
-    """An image model (diagnosis) plus a ``ReportDecoder`` (report), as described in the module docstring."""
+    """An image model (diagnosis) plus a ``ReportDecoder`` (report), as described in the module docstring.
 
-    def __init__(self, image_model: nn.Module, decoder: ReportDecoder):
+    ``conditioned=False``: the attention's c is zeros (Eq. (14) without c), for a model trained without labels,
+    whose classifier never learned anything its CAM could point at. Fixed when the model is built (it is part of
+    ``ModelConfig``), never switched afterwards."""
+
+    def __init__(self, image_model: nn.Module, decoder: ReportDecoder, *, conditioned: bool = True):
         super().__init__()
         if getattr(image_model, "fc", None) is None:
             raise ValueError("the image model needs a linear head 'fc' (the classifier whose weights make the CAM).")
         self.image_model = image_model
         self.decoder = decoder
-        #: No labels to train the classifier on: its CAM means nothing, so c is set to zeros (Eq. (14) without c).
-        self.unconditioned = False
+        self._conditioned = bool(conditioned)
+
+    @property
+    def conditioned(self) -> bool:
+        """False when the attention's CAM is replaced by zeros (a model trained without labels)."""
+        return self._conditioned
 
     @property
     def uses_cam(self) -> bool:
@@ -93,7 +101,7 @@ class ReportGenerator(nn.Module):
         y = self.features(images)
         logits = self.image_model.fc(y.mean(dim=(2, 3)))
         cam = class_activation_map(y, self.image_model.fc.weight, logits.argmax(1)).flatten(1).detach()
-        if self.unconditioned:
+        if not self._conditioned:
             cam = torch.zeros_like(cam)
         return Encoded(logits, flatten_features(y), cam, tuple(y.shape[-2:]))
 
@@ -103,10 +111,13 @@ class ReportGenerator(nn.Module):
 
         Returns ``class_logits`` (B, C), ``word_logits`` (B R, T-1, V) and ``alphas`` (B R, T-1, N).
         ``stage`` says what trains, so that one call serves every stage (a DistributedDataParallel wrapper
-        only synchronises what goes through ``forward``): ``"diagnosis"`` returns the class logits alone,
-        ``"decoder"`` encodes without gradient (the image model frozen), ``"end_to_end"`` everything.
+        only synchronises what goes through ``forward``): ``"diagnosis"`` returns the class logits alone (the
+        image model's own forward for one view per case, so the stage trains exactly what the image model
+        alone would), ``"decoder"`` encodes without gradient (the image model frozen), ``"end_to_end"`` everything.
         """
         if stage == "diagnosis":
+            if images.dim() == 4:
+                return {"class_logits": self.image_model(images)}
             return {"class_logits": self.image_model.fc(self.features(images).mean(dim=(2, 3)))}
         if stage == "decoder":
             with torch.no_grad():
@@ -149,7 +160,8 @@ class ReportGenerator(nn.Module):
         report before the query (empty for a query that starts a report), ``query`` the query's token ids.
         """
         bos, pad = self.decoder.bos_id, self.decoder.pad_id
-        tokens, _ = pad_sequences([[bos, *p, *query] for p in prefixes], pad, device=enc.features.device)
+        tokens = pad_sequence([torch.tensor([bos, *p, *query]) for p in prefixes], batch_first=True,
+                              padding_value=pad).to(enc.features.device)
         logits, _ = self.decoder(enc.features, tokens, enc.cam)
         logp = F.log_softmax(logits.float(), dim=-1).gather(2, tokens[:, 1:].unsqueeze(2)).squeeze(2)
         keep = torch.zeros_like(logp, dtype=torch.bool)
@@ -181,30 +193,3 @@ def mdnet_loss(out: dict[str, torch.Tensor], tokens: torch.Tensor, labels: torch
         parts["class"] = float(l_class.detach())
         loss = loss + class_weight * l_class
     return loss, parts
-
-
-def mdnet(vocab_size: int, *, depth: int = 20, widen_factor: int = 4, num_classes: int = 4, image_size: int = 64,
-          stem_stride: int = 2, embed_dim: int = 64, hidden_dim: int = 128, dropout: float = 0.3) -> ReportGenerator:
-    """MDNet: the released EcNet (``ecnet(depth, widen_factor)``) and the CAM-steered attention of Eq. (14)."""
-    from mdnet_utils.models.ecnet import ecnet
-
-    image_model = ecnet(depth, widen_factor, num_classes, stem_stride=stem_stride)
-    h, w = feature_grid(image_size, stem_stride)
-    attention = CamAttention(hidden_dim, h * w)
-    decoder = ReportDecoder(vocab_size, image_model.num_features, attention, embed_dim=embed_dim,
-                            hidden_dim=hidden_dim, dropout=dropout)
-    return ReportGenerator(image_model, decoder)
-
-
-def resnet_sat(vocab_size: int, *, depth: int = 32, num_classes: int = 4, image_size: int = 64, stem_stride: int = 2,
-               embed_dim: int = 64, hidden_dim: int = 128, attention_dim: int = 128,
-               dropout: float = 0.3) -> ReportGenerator:
-    """The baseline: a pre-activation ResNet and Show-Attend-Tell's soft attention over its feature vectors."""
-    from mdnet_utils.models.resnet import cifar_resnet
-
-    feature_grid(image_size, stem_stride)  # the same size check as MDNet's
-    image_model = cifar_resnet(depth, preact=True, num_classes=num_classes, stem_stride=stem_stride)
-    attention = SoftAttention(image_model.num_features, hidden_dim, attention_dim)
-    decoder = ReportDecoder(vocab_size, image_model.num_features, attention, embed_dim=embed_dim,
-                            hidden_dim=hidden_dim, dropout=dropout)
-    return ReportGenerator(image_model, decoder)

@@ -33,9 +33,9 @@
 # Notebook 01 (residual blocks, Eq. 3; the networks trained there are reused if they exist).
 #
 # ### Runtime
-# On a 2-core laptop CPU: about **2 minutes** in full mode when notebook 01 has run (its networks are
-# loaded from `runs/`), about 4 minutes when they must be trained first; under **1 minute** in fast mode
-# (`MDNET_FAST=1`, for tests only).
+# On a 2-core laptop CPU: a couple of minutes in full mode when notebook 01 has run (its networks are
+# loaded from `runs/`), several minutes more when the two ResNet-32s must be trained first (notebook 01's
+# training cell prints how long each takes); under **1 minute** in fast mode (`MDNET_FAST=1`, for tests only).
 
 # %%
 # Setup: the same first cell in every notebook.
@@ -53,9 +53,11 @@ from torch import nn
 import mdnet_utils
 from mdnet_utils import config, get_device, seed_everything
 from mdnet_utils.data import CLASSES, make_synthetic_dataset
+from mdnet_utils.data.loading import load_tiles
+from mdnet_utils.evaluation.diagnosis import accuracy
 from mdnet_utils.models import cifar_resnet
 from mdnet_utils.models.stream import lesion, read_stream, record_stream, residual_blocks
-from mdnet_utils.train import accuracy, diagnosis_net, load_tiles
+from mdnet_utils.training.recipes import diagnosis_net
 
 seed_everything(config.seed)
 device = get_device()
@@ -304,12 +306,15 @@ print(multi.groupby("k")["accuracy"].mean().round(3).to_string())
 #
 # - deleting one of the **later** blocks of a stage (9, and 12 to 14) costs the residual network almost
 #   nothing, as Veit et al. found, while the plain network falls to about the share of the majority class
-#   (around 30 %) for almost every layer it loses;
+#   (around 30 %) for most layers it loses (0, 1 and every one after 6); only layers 2 to 4 and 6 can go
+#   with the plain network staying well above chance;
 # - but the **early** blocks of the residual network (0 to 2 above all) are fragile: with a single 3×3 stem
 #   in front of them they do most of the work of turning colours into features, so the "ensemble" leans on
-#   them. The downsampling blocks (5, 10), whose shortcut is a learned projection, are fragile too, as in Veit et al.;
-# - deleting blocks at random therefore does not degrade smoothly here: after three or four random deletions
-#   at least one fragile block is usually gone and the network predicts the majority class.
+#   them (deleting block 0 takes it to 0.11, the minimum in the table, below chance). The downsampling
+#   blocks (5, 10), whose shortcut is a learned projection, are fragile too, as in Veit et al.;
+# - deleting blocks at random therefore does not degrade smoothly here, unlike in Veit et al.: the mean
+#   accuracy falls from 0.84 with one block deleted to 0.49 with two, and from four deletions on it sits at
+#   the majority class's share (0.29 to 0.30): by then a fragile block is gone in every draw.
 #
 # Exercise 4 and a longer training (more epochs, more tiles) are the way to see how much of this changes
 # with training; the gradient norms above show the same picture from the other side: in this trained
@@ -322,8 +327,10 @@ print(multi.groupby("k")["accuracy"].mean().round(3).to_string())
 #   $x_L = x_l + \sum_{i=l}^{L-1} F_i(x_i)$. (The write-up's $F_l(x_{l-1})$ and $F_l(x_i)$ are index slips.)
 # - On a trained ResNet-32 in float64 Eq. (5) holds to rounding error for every pair of blocks in a stage.
 # - Eq. (6): the gradient at $x_l$ is the gradient at $x_L$ *plus* a term through the residuals; autograd agrees.
-# - Read as paths, $n$ blocks give $2^n$ paths of binomially distributed length; deleting blocks from a
-#   residual network degrades it gradually, while deleting a layer of a plain network breaks it.
+# - Read as paths, $n$ blocks give $2^n$ paths of binomially distributed length. Veit et al. found that
+#   deleting blocks degrades a residual network gradually. Our briefly trained ResNet-32 survives the loss of
+#   most single later blocks, but not of its early or downsampling blocks, and a few random deletions take
+#   it to the majority class; deleting one layer of the plain network mostly breaks it.
 # - Notebook 03 puts the classifier on top of Eq. (5): the class score becomes a sum over these members.
 
 # %% [markdown]

@@ -34,8 +34,9 @@
 # Notebooks 01 and 02 (the trained ResNet-32 is reused from `runs/` if notebook 01 has run).
 #
 # ### Runtime
-# On a 2-core laptop CPU: under **1 minute** in full mode when notebook 01 has run (about 3 minutes
-# otherwise, to train the network); about 20 seconds in fast mode (`MDNET_FAST=1`, for tests only).
+# On a 2-core laptop CPU: under **1 minute** in full mode when notebook 01 has run (a minute or two more
+# otherwise, to train the ResNet-32; notebook 01's training cell prints how long it takes); about 20 seconds
+# in fast mode (`MDNET_FAST=1`, for tests only).
 
 # %%
 # Setup: the same first cell in every notebook.
@@ -50,10 +51,11 @@ import torch
 import mdnet_utils
 from mdnet_utils import config, get_device, seed_everything
 from mdnet_utils.data import CLASSES, FEATURES, ReportDataset, make_synthetic_dataset
-from mdnet_utils.localisation import localisation_scores
+from mdnet_utils.data.loading import load_tiles
+from mdnet_utils.evaluation.localisation import localisation_scores
 from mdnet_utils.models import (class_activation_map, eq7_score, logit_decomposition, logits_from_cam,
                                 model_cam)
-from mdnet_utils.train import diagnosis_net, load_tiles
+from mdnet_utils.training.recipes import diagnosis_net
 
 seed_everything(config.seed)
 device = get_device()
@@ -128,7 +130,7 @@ plt.show()
 # %% [markdown]
 # ### Does the map look at the lesion? A measurement
 #
-# Two scores for any saliency map against a ground-truth mask (`mdnet_utils.localisation`):
+# Two scores for any saliency map against a ground-truth mask (`mdnet_utils.evaluation.localisation`):
 # **mass inside**, the share of the (non-negative) map that falls in the mask, and the **pointing game**,
 # whether the map's maximum lies in the mask. A map that knows nothing, spread uniformly, scores the
 # mask's area share on both: that is the chance level to beat. We score the predicted class's CAM over
@@ -158,10 +160,11 @@ plt.show()
 
 # %% [markdown]
 # **Reading the table.** In the full-mode run committed here, the CAM of the predicted class beats chance
-# on the lesion clearly: about 74 % of its mass falls inside the lesion (chance: the lesion's area share,
-# about 62 %) and its maximum lands in the lesion for about 94 % of the tiles. On the mitotic figures it
-# barely beats chance: a *diagnosis* map spreads over the whole abnormal region, it does not single out
-# the few pixels of each mitosis. Pointing at a particular finding is what the per-word attention of
+# on the lesion clearly: about 75 % of its mass falls inside the lesion (chance: the lesion's area share,
+# about 62 %) and its maximum lands in the lesion for about 95 % of the tiles. On the mitotic figures it
+# beats chance only by a hair: 1.3 % of its mass falls inside the mitosis masks (chance 0.8 %), and its
+# maximum lands on a mitosis for 3.6 % of the tiles. A *diagnosis* map spreads over the whole abnormal
+# region, it does not single out the few pixels of each mitosis. Pointing at a particular finding is what the per-word attention of
 # notebooks 06 and 07 is for, and these masks will measure it there.
 #
 # ## 2. The class score is a sum over the ensemble: Eq. (8)
@@ -217,7 +220,9 @@ plt.show()
 # The remedy, Eq. (9), gives every member its own classifier $w^c_m$; Eq. (10) changes the skip connection
 # so that the members stay separately available to the head. Notebooks 04 and 05 build both and measure,
 # at our scale, whether it helps. Note what the bars above already say: the members do not contribute
-# equally, and the share of the last blocks' residuals is far from negligible, so how they are weighed matters.
+# equally. The input of the last stage ($h_{10}$) adds little to the winning logit; each residual of the last
+# stage adds a share of the same order on average, and the shares change from tile to tile, so how they
+# are weighed matters.
 
 # %% [markdown]
 # ## Summary

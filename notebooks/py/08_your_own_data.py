@@ -36,8 +36,8 @@
 # through the command line.
 #
 # ### Runtime
-# On a 2-core laptop CPU: about **3 minutes** in full mode; about 1 minute in fast mode (`MDNET_FAST=1`, for
-# tests only).
+# On a 2-core CPU: a few minutes in full mode, most of it the 20 training epochs of section 2 (their total is
+# printed there, in seconds on this machine); about 1 minute in fast mode (`MDNET_FAST=1`, for tests only).
 
 # %%
 # Setup: the same first cell in every notebook.
@@ -59,7 +59,7 @@ import mdnet_utils
 from mdnet_utils import config, get_device, seed_everything
 from mdnet_utils.data import ReportDataset, make_synthetic_dataset
 from mdnet_utils.data.adapters import convert_bcidr_folder, detect_layout, export_r2gen
-from mdnet_utils.runs import load_run
+from mdnet_utils.training.runs import load_run
 
 seed_everything(config.seed)
 device = get_device()
@@ -143,16 +143,28 @@ convert_bcidr_folder(bcidr, converted, seed=0)
 # ## 2. Training from the command line
 #
 # ```
-# python -m mdnet_utils train --data DIR --out RUN [--model mdnet|resnet-sat] [--epochs E] [--batch-size B]
-#                             [--image-size S] [--seed K] [--resume] [--bf16]
+# python -m mdnet_utils train --data DIR --out RUN [--config FILE] [--model mdnet|resnet-sat] [--epochs E]
+#                             [--batch-size B] [--lr LR] [--weight-decay WD] [--image-size S] [--seed K]
+#                             [--min-count N] [--max-len T] [--bf16] [--resume] [--device DEV] [--num-workers W]
+#                             [-v | -q] [--debug]
 # ```
 #
-# trains MDNet (or the Show-Attend-Tell baseline) through the three stages of notebook 07, in epochs. The run
-# folder receives `config.json` and `vocab.json` (words of the training reports seen at least `--min-count`
-# times), `last.pt` after every epoch, `best.pt` (the best validation BLEU-4 so far), `metrics.jsonl` and
-# `log.txt`. Checkpoints are state_dicts, loaded with `weights_only=True`. Our data has no labels, so the log says
-# the class loss is off and the attention is unconditioned: Eq. (14) with $c = 0$, since there is no trained
-# classifier whose CAM could steer it. Two views per case are encoded one by one and their feature maps averaged.
+# trains MDNet (or the Show-Attend-Tell baseline) through the three stages of notebook 07, in epochs, with the
+# course's recipe (`mdnet_utils.training.recipes.course_recipe("mdnet")`, on all of the training data).
+# `--epochs E` is the total of the stages it trains, shared over them in the recipe's proportions (diagnosis 8,
+# decoder 4, end to end 4); `--batch-size`, `--lr` and `--weight-decay` set every stage. `--config FILE` reads the settings from a JSON or
+# YAML file with a `"model"` and a `"training"` section (a run's `config.json` is one); flags given beside it
+# override it. The training cases are streamed from disk through a `DataLoader` (`--num-workers` processes read
+# them), so memory does not grow with the data set. The run folder receives `config.json` (the model, the
+# training recipe and the data, everything needed to rebuild the model) and `vocab.json` (words of the training
+# reports seen at least `--min-count` times), `last.pt` after every epoch, `best.pt` (the best validation BLEU-4 so
+# far), `metrics.jsonl` (one line per epoch: the epoch of the run, the stage and the epoch within it, the losses,
+# the validation scores, the seconds) and `log.txt`. Checkpoints are state_dicts, loaded with `weights_only=True`.
+# Messages go to stderr (`-v` adds debug messages, `-q` keeps warnings only), the run's notes also to `log.txt`. Our
+# data has no labels, so the log says the class loss is off and the attention is unconditioned: Eq. (14) with
+# $c = 0$, since there is no trained classifier whose CAM could steer it; the diagnosis stage is left out, and the
+# `--epochs` are shared by the decoder and the end-to-end stage. Two views per case are encoded one by one and their
+# feature maps averaged.
 
 # %%
 run = WORK / "mdnet"
@@ -167,13 +179,16 @@ print(history.drop(columns=["seconds"]).to_string(index=False, float_format="{:.
 print(f"total training time: {history.seconds.sum():.0f} s on this machine")
 
 # %% [markdown]
-# **Resuming is exact.** Each epoch's data order is drawn from the seed and the epoch number, and the random state
-# is saved with every checkpoint, so a run that is interrupted and resumed ends with the same weights as one that
-# was not. The check, on the first two epochs: one run straight through, one stopped after each epoch and resumed.
+# **Resuming is exact.** Each epoch's data order is drawn from the seed, the stage and the epoch number (a
+# `DistributedSampler`'s shuffle, the same for one process as for several), and the random state, the stage's
+# optimizer and its schedule are saved with every checkpoint, so a run that is interrupted and resumed ends with the
+# same weights as one that was not. A resumed run keeps the settings saved in its `config.json`: repeating the flags
+# that started it is fine, different ones are refused. The check, on the first two epochs: one run straight through,
+# one stopped after each epoch and resumed.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from mdnet_utils.runs import train_run
+from mdnet_utils.training.runs import train_run
 tiny = config.data_dir / "your-own-data-r2gen-tiny"   # a small copy keeps the checks quick
 if not (tiny / "annotation.json").exists():
     export_r2gen(make_synthetic_dataset(config.data_dir / "synthetic-n72-s64-seed0", n_images=72, seed=config.seed),
@@ -203,9 +218,11 @@ print("interrupted + resumed == straight through:", all(torch.equal(a[k], b[k]) 
 display(Image(filename=str(run / "curves.png"), width=800))
 
 # %% [markdown]
-# The report scores are lower than in notebook 07 for reasons worth naming: one reference report per case instead
-# of five (BLEU and CIDEr reward matching *any* reference), longer free-text reports, no labels to steer the
-# attention, and a fraction of the training. The numbers of a run are what they are; the point here is the pipeline.
+# BLEU and ROUGE-L are lower than in notebook 07, for reasons worth naming: one reference report per case instead
+# of five (BLEU rewards matching *any* reference), a free-text style whose sentences vary in wording and order (the
+# two reports printed in section 1), no labels to steer the attention, and a fraction of the training. CIDEr is
+# higher than there, but it does not compare across data sets: it weighs every n-gram by how rare it is among the
+# references of the split it scores. The numbers of a run are what they are; the point here is the pipeline.
 #
 # ## 4. Reports for new images, and images the model has never seen the like of
 #
@@ -242,8 +259,8 @@ for card in json.loads((cards / "reports.json").read_text()):
 # ## 5. Scaling out: `torchrun`
 #
 # The same command runs on several processes with `torchrun`; each process takes its share of every global batch
-# (`--batch-size` is the global batch), gradients are averaged by `DistributedDataParallel` (gloo on CPUs, nccl on
-# GPUs), and only the first process writes. On one machine with 4 GPUs, or on 2 machines:
+# (`--batch-size` is the global batch, and the global batches are the ones a single process would see), gradients
+# are averaged by `DistributedDataParallel` (gloo on CPUs, nccl on GPUs), and only the first process writes. On one machine with 4 GPUs, or on 2 machines:
 #
 # ```bash
 # torchrun --nproc_per_node=4 -m mdnet_utils train --data DIR --out RUN --batch-size 128
@@ -251,8 +268,9 @@ for card in json.loads((cards / "reports.json").read_text()):
 #          -m mdnet_utils train --data DIR --out RUN           # and node_rank=1 on the second machine
 # ```
 #
-# Here, on the small copy, two CPU processes against one, same global batch, three epochs: the losses follow each other closely, not
-# exactly, because each process's batch norm sees only its half of the batch.
+# Here, on the small copy, two CPU processes against one, same global batch, three epochs: the losses follow each
+# other closely (relative differences of at most 0.0015 here), not exactly, because each process's batch norm sees
+# only its half of the batch.
 
 # %%
 for name in ("one-process", "two-processes"):

@@ -1,11 +1,12 @@
 """The student edition (``make student``): every notebook with its solutions replaced by stubs.
 
-In the notebooks, a checked exercise is three cells: a markdown cell that states the task (its heading
-``### Exercise A · title``), a code cell tagged ``solution`` that defines the function, and the check cell
-that runs ``mdnet_utils.exercises.check_<name>`` on it. The student edition keeps every cell but replaces
-each solution with a stub: the same imports and signatures, the task in a comment, a body that raises
-``NotImplementedError`` (the check then says "not written yet"). It also removes the answers of the
-questionnaire (the ``<details>`` blocks of the cell tagged ``questionnaire``) and clears every output.
+In the notebooks, a checked exercise is three cells (see ``mdnet_utils.course.notebook``): a markdown cell
+that states the task (its heading ``### Exercise A · title``), a code cell tagged ``solution`` that defines
+the function, and the check cell that runs ``mdnet_utils.exercises.check_<name>`` on it. The student edition
+keeps every cell but replaces each solution with a stub: the same imports and signatures, the task in a
+comment, a body that raises ``NotImplementedError`` (the check then says "not written yet"). It also removes
+the answers of the questionnaire (the ``<details>`` blocks of the cell tagged ``questionnaire``) and clears
+every output.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import re
 import textwrap
 from pathlib import Path
 
-from mdnet_utils.notebooks import NOTEBOOK_DIR, _text, notebook_paths, write_folder
+import nbformat
 
-SOLUTION, CHECK, QUESTIONNAIRE = "solution", "check", "questionnaire"
-EXERCISE_HEADING = re.compile(r"^###\s+Exercise\s+([A-Z])\s*·\s*(.+)$", re.M)
+from mdnet_utils.course.notebook import QUESTIONNAIRE, SOLUTION, STUB, cell_text, exercises, notebook_paths, tags
+from mdnet_utils.io import write_folder
+
 ANSWER = re.compile(r"\n*<details>.*?</details>", re.S)
 
 README = """# Student edition
@@ -33,31 +35,6 @@ notebook top to bottom, write your function in the stub's place, and run the che
 a pass, or exactly what is wrong. Run the notebooks from this folder's parent (`jupyter lab student/`), with
 the course's environment (`make lab` installs it), so that `mdnet_utils` is importable.
 """
-
-
-def tags(cell) -> list[str]:
-    return list(cell.get("metadata", {}).get("tags", []))
-
-
-def exercises(nb, tag: str = SOLUTION) -> list[dict]:
-    """The checked exercises of a notebook, in order: letter, title, task, the index of the cell tagged ``tag``
-    (``solution``; ``stub`` in the student edition), the check and the function it is called on."""
-    found = []
-    for i, cell in enumerate(nb["cells"]):
-        if tag not in tags(cell):
-            continue
-        task_cell = nb["cells"][i - 1] if i > 0 else None
-        heading = EXERCISE_HEADING.search(_text(task_cell)) if task_cell and task_cell["cell_type"] == "markdown" else None
-        if heading is None:
-            raise ValueError(f"cell {i}: a solution cell must follow a markdown cell headed '### Exercise X · title'.")
-        check_cell = nb["cells"][i + 1] if i + 1 < len(nb["cells"]) else None
-        call = re.search(r"\b(check_\w+)\((\w+)\)", _text(check_cell)) if check_cell else None
-        if call is None or check_cell["cell_type"] != "code":
-            raise ValueError(f"cell {i}: a solution cell must be followed by a code cell calling check_<name>(function).")
-        task = EXERCISE_HEADING.sub("", _text(task_cell)).strip()
-        found.append({"letter": heading.group(1), "title": heading.group(2).strip(), "task": task, "cell": i,
-                      "check": call.group(1), "function": call.group(2)})
-    return found
 
 
 _TEX = [(r"\\(?:mathrm|text)\{([^}]*)\}", r"\1"), (r"\\[,;!]", " "), (r"\\c?dots", "..."), (r"\\cdot", "·"),
@@ -107,11 +84,11 @@ def student_notebook(nb, name: str = "") -> object:
     for ex in exercises(nb):
         cell = nb["cells"][ex["cell"]]
         label = f"Exercise {prefix}.{ex['letter']}" if prefix else f"Exercise {ex['letter']}"
-        cell["source"] = stub_source(_text(cell), ex["task"], label)
-        cell["metadata"]["tags"] = [t if t != SOLUTION else "stub" for t in tags(cell)]
+        cell["source"] = stub_source(cell_text(cell), ex["task"], label)
+        cell["metadata"]["tags"] = [t if t != SOLUTION else STUB for t in tags(cell)]
     for cell in nb["cells"]:
         if QUESTIONNAIRE in tags(cell):
-            cell["source"] = ANSWER.sub("", _text(cell)).rstrip() + "\n"
+            cell["source"] = ANSWER.sub("", cell_text(cell)).rstrip() + "\n"
         if cell["cell_type"] == "code":
             cell["outputs"], cell["execution_count"] = [], None
     nb["metadata"].pop("widgets", None)
@@ -119,10 +96,9 @@ def student_notebook(nb, name: str = "") -> object:
 
 
 def build_student_edition(out: str | os.PathLike = "student", notebooks: list[Path] | None = None) -> Path:
-    """Write the student edition of every notebook (``notebooks/`` by default) into ``out``, atomically."""
-    import nbformat
-
-    paths = notebooks or notebook_paths(NOTEBOOK_DIR)
+    """Write the student edition of every notebook (``config.notebooks_dir`` by default) into ``out``,
+    atomically."""
+    paths = notebooks or notebook_paths()
 
     def fill(tmp: Path) -> None:
         for path in paths:

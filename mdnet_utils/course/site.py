@@ -15,7 +15,13 @@ import re
 import shutil
 from pathlib import Path
 
-from mdnet_utils.notebooks import _text, notebook_paths, write_folder
+import jupyter_server_mathjax
+import nbformat
+from nbconvert import HTMLExporter
+from nbconvert.filters.markdown import markdown2html
+
+from mdnet_utils.course.notebook import cell_text, notebook_paths, opening
+from mdnet_utils.io import write_folder
 
 # The MathJax config: the package ships MathJax 2.7's combined TeX-AMS-MML_HTMLorMML-full config
 # (no TeX-AMS_CHTML-full) and only the STIX-Web fonts; offline.js (written below) says so.
@@ -25,7 +31,7 @@ MATHJAX_URL = f"mathjax/MathJax.js?config={MATHJAX_CONFIG}"
 # (3.7 MB, loaded only from the math menu) and the translations (the locale is pinned to English).
 _MATHJAX_SKIP = ("jax/output/SVG", "extensions/a11y", "localization")
 _OFFLINE_JS = """\
-/* Written by mdnet_utils.site: the bundled fonts are STIX-Web (no TeX web fonts, no image fonts),
+/* Written by mdnet_utils.course.site: the bundled fonts are STIX-Web (no TeX web fonts, no image fonts),
    output is HTML-CSS (no fast CommonHTML preview: its TeX fonts are not bundled), the menu stays in English (no translations are bundled). */
 MathJax.Hub.Config({
   menuSettings: {locale: "en", CHTMLpreview: false},
@@ -40,8 +46,6 @@ _EQ = re.compile(r"\bEqs?\.\s*((?:\(?\d+\)?(?:\s*(?:[-–,]|and|to)\s*)?)+)")
 
 
 def _mathjax_source() -> Path:
-    import jupyter_server_mathjax
-
     return Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
 
 
@@ -61,8 +65,8 @@ def copy_mathjax(dest: Path) -> Path:
     return dest
 
 
-def _section(opening: str, heading: str) -> str:
-    m = re.search(rf"^#+\s*{heading}\s*\n(.*?)(?=^#|\Z)", opening, re.M | re.S | re.I)
+def _section(text: str, heading: str) -> str:
+    m = re.search(rf"^#+\s*{heading}\s*\n(.*?)(?=^#|\Z)", text, re.M | re.S | re.I)
     return m.group(1).strip() if m else ""
 
 
@@ -100,16 +104,15 @@ def _ranges(numbers: list[int]) -> str:
 def describe(nb) -> dict:
     """A notebook's entry in the series map, read from its fixed opening (see ``check_structure``)."""
     cells = nb["cells"]
-    first_code = next((i for i, c in enumerate(cells) if c["cell_type"] == "code"), len(cells))
-    opening = "\n".join(_text(c) for c in cells[:first_code] if c["cell_type"] == "markdown")
-    title = _text(cells[0]).splitlines()[0].lstrip("#").strip() if cells else ""
-    learn = _section(opening, "What you will learn")
+    text = opening(nb)
+    title = cell_text(cells[0]).splitlines()[0].lstrip("#").strip() if cells else ""
+    learn = _section(text, "What you will learn")
     bullets = [re.sub(r"^[-*]\s+", "", line).strip() for line in learn.splitlines() if re.match(r"\s*[-*]\s", line)]
     # The equations it covers: its own line "Equations covered: (a)–(b), ..." (README's course map says the
     # same, and a test holds the two together); without one, what its "What you will learn" names.
-    declared = re.search(r"Equations covered:(.*)", opening)
+    declared = re.search(r"Equations covered:(.*)", text)
     eqs = covered(declared.group(1)) if declared else equations(learn)
-    return {"title": title, "learn": bullets, "equations": eqs, "runtime": _section(opening, "Runtime")}
+    return {"title": title, "learn": bullets, "equations": eqs, "runtime": _section(text, "Runtime")}
 
 
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -128,23 +131,18 @@ def offline(nb):
     return nb
 
 
-def _md(text: str) -> str:
-    from nbconvert.filters.markdown import markdown2html
-
-    return markdown2html(text)
-
-
 def _index(entries: list[dict]) -> str:
     items = []
     for e in entries:
-        learn = "".join(f"<li>{_md(b).strip().removeprefix('<p>').removesuffix('</p>')}</li>" for b in e["learn"])
+        learn = "".join(f"<li>{markdown2html(b).strip().removeprefix('<p>').removesuffix('</p>')}</li>"
+                        for b in e["learn"])
         eqs = f"Eqs. {_ranges(e['equations'])}" if e["equations"] else "none of the paper's numbered equations"
         items.append(f"""
 <section class="nb">
   <h2><a href="{html.escape(e['href'])}">{html.escape(e['title'])}</a></h2>
   <h3>What you will learn</h3><ul>{learn}</ul>
   <p class="eqs"><strong>Equations:</strong> {html.escape(eqs)}</p>
-  <div class="runtime"><strong>Runtime:</strong> {_md(e['runtime'])}</div>
+  <div class="runtime"><strong>Runtime:</strong> {markdown2html(e['runtime'])}</div>
 </section>""")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -169,10 +167,8 @@ Equation numbers are those of the MDNet paper.</p>
 
 
 def build_site(out="build/site", notebooks=None) -> Path:
-    """Render the course into ``out`` (replaced): ``index.html``, one page per notebook, ``mathjax/``."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
+    """Render the course (default: every notebook of ``config.notebooks_dir``) into ``out`` (replaced):
+    ``index.html``, one page per notebook, ``mathjax/``."""
     paths = [Path(p) for p in (notebooks if notebooks is not None else notebook_paths())]
     if not paths:
         raise ValueError("build_site: no notebooks to render.")

@@ -2,8 +2,9 @@
 
 The datasheet's promise (data/README.md) is measured here: a pre-activation ResNet with a
 stride-2 stem, one shared backbone and six linear heads (the conclusion and the five feature
-grades), trained jointly for a fixed number of epochs. Budgets are epochs, never seconds, so the
-figures are the same on every machine.
+grades), trained jointly for a fixed number of epochs with the course's one engine (a diagnosis stage
+whose loss is the sum of six cross-entropies). Budgets are epochs, never seconds, so the figures are the
+same on every machine.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import torch
 from torch import nn
 
 from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES
+from mdnet_utils.data.loading import TensorCases, to_input
 from mdnet_utils.models.resnet import PreActResNet
-from mdnet_utils.train import fit
+from mdnet_utils.training.config import Stage
+from mdnet_utils.training.engine import train
 
 TASKS: tuple[str, ...] = ("conclusion",) + FEATURES
 TASK_SIZES: tuple[int, ...] = (len(CLASSES),) + tuple(len(GRADES[f]) for f in FEATURES)
@@ -37,8 +40,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batc
     correct = torch.zeros(len(TASKS))
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].float() / 255.0
-            outs = model(x)
+            outs = model(to_input(images[i:i + batch_size], next(model.parameters()).device))
             for t, out in enumerate(outs):
                 correct[t] += (out.argmax(1) == targets[i:i + batch_size, t]).sum()
     return {task: float(c) / len(images) for task, c in zip(TASKS, correct)}
@@ -48,7 +50,8 @@ def train_grade_reader(train_images: torch.Tensor, train_targets: torch.Tensor, 
                        batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
                        val: tuple[torch.Tensor, torch.Tensor] | None = None,
                        progress: bool = True) -> tuple[GradeReader, list[dict]]:
-    """Train a GradeReader jointly on the six tasks (summed cross-entropies) with ``train.fit``.
+    """Train a GradeReader jointly on the six tasks (summed cross-entropies): one diagnosis-like stage of the
+    engine (AdamW with weight decay 5e-4, one-cycle, flips and turns), targets (N, 6).
 
     Returns the model and a history with the mean training loss (and validation accuracies)
     per epoch.
@@ -63,6 +66,7 @@ def train_grade_reader(train_images: torch.Tensor, train_targets: torch.Tensor, 
     def on_val(m: nn.Module) -> dict:
         return {f"val_{k}": v for k, v in evaluate(m, *val).items()}
 
-    history = fit(model, train_images, train_targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                  loss_fn=loss_fn, evaluate=on_val if val is not None else None, progress=progress)
+    stage = Stage("diagnosis", epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=5e-4)
+    history = train(model, TensorCases(train_images, train_targets), [stage], seed=seed, loss_fn=loss_fn,
+                    evaluate=on_val if val is not None else None, progress=progress)
     return model, history

@@ -1,12 +1,13 @@
-"""The staged training of report generators, and the scores they are judged by, on a tiny data set."""
+"""Report generators judged: a split in memory, reports written free-running, every Part III score, retrieval."""
 import pytest
 import torch
 
 from mdnet_utils.data import make_synthetic_dataset
 from mdnet_utils.data.dataset import build_vocab
-from mdnet_utils.models.mdnet import mdnet
-from mdnet_utils.report_training import (encode_tiles, evaluate_reports, fit_reports, generate_reports,
-                                         load_report_tiles, rank_by_query)
+from mdnet_utils.data.loading import load_report_tiles
+from mdnet_utils.evaluation.reports import encode_tiles, evaluate_reports, generate_reports
+from mdnet_utils.evaluation.retrieval import rank_by_query
+from mdnet_utils.models import mdnet
 
 
 @pytest.fixture(scope="module")
@@ -31,42 +32,6 @@ def test_a_split_in_memory_holds_every_reference_report_as_padded_tokens(data):
     assert vocab.decode(first) == train.reports[0][0]
     assert set(train.masks) == {"lesion", "mitosis"} and train.masks["lesion"].dtype == torch.bool
     assert train.images.dtype == torch.uint8
-
-
-def test_the_frozen_stage_trains_the_decoder_and_leaves_the_image_model_alone(data):
-    _, vocab, train, _ = data
-    model = _model(vocab)
-    cnn_before = {k: v.clone() for k, v in model.image_model.state_dict().items()}
-    dec_before = {k: v.clone() for k, v in model.decoder.state_dict().items()}
-    history = fit_reports(model, train, stage="decoder", epochs=2, batch_size=8, progress=False)
-    assert len(history) == 2 and history[1]["words_loss"] < history[0]["words_loss"]
-    assert all(torch.equal(v, model.image_model.state_dict()[k]) for k, v in cnn_before.items())
-    assert any(not torch.equal(v, model.decoder.state_dict()[k]) for k, v in dec_before.items())
-
-
-def test_end_to_end_trains_both_and_records_the_class_loss(data):
-    _, vocab, train, _ = data
-    model = _model(vocab)
-    fc_before = model.image_model.fc.weight.clone()
-    history = fit_reports(model, train, stage="end_to_end", epochs=1, batch_size=8, progress=False)
-    assert {"words_loss", "class_loss"} <= set(history[0])
-    assert not torch.equal(fc_before, model.image_model.fc.weight)
-
-
-def test_training_is_deterministic(data):
-    _, vocab, train, _ = data
-    runs = []
-    for _ in range(2):
-        model = _model(vocab)
-        fit_reports(model, train, stage="end_to_end", epochs=1, batch_size=8, progress=False)
-        runs.append(model.state_dict())
-    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
-
-
-def test_unknown_stages_are_refused(data):
-    _, vocab, train, _ = data
-    with pytest.raises(ValueError, match="stage='cnn'"):
-        fit_reports(_model(vocab), train, stage="cnn", epochs=1)
 
 
 def test_generated_reports_come_with_one_attention_map_per_word_and_every_score(data):

@@ -28,8 +28,8 @@ generation. Each generated report is read back with the grammar's parser
 (:func:`mdnet_utils.data.reports.parse_report`) and its five grades and its conclusion are
 compared with the image's ground truth: one accuracy per feature, one for the conclusion. A
 fluent report with a wrong grade loses here what BLEU hardly notices (one word of 30).
-:func:`clinical_truth` builds a ground-truth entry from grade names or from a data set item's
-grade and label indices.
+:func:`clinical_truth` (in ``data.truth``) builds a ground-truth entry from grade names or from a data set
+item's grade and label indices.
 """
 from __future__ import annotations
 
@@ -38,9 +38,14 @@ import io
 import math
 import shutil
 import warnings
-from collections.abc import Mapping
 
-from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+
+from mdnet_utils.data.grades import FEATURES
+from mdnet_utils.data.truth import clinical_truth
 from mdnet_utils.data.reports import parse_report
 from mdnet_utils.data.vocab import tokenize
 
@@ -76,8 +81,6 @@ def _prepare(text: str) -> str:
 def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float | None:
     """pycocoevalcap's METEOR, or None (with a warning) when it cannot be computed."""
     try:
-        from pycocoevalcap.meteor.meteor import Meteor
-
         scorer = Meteor()
     except Exception as exc:  # noqa: BLE001 - any failure means "no METEOR", said loudly
         warnings.warn(f"METEOR left out: could not start it ({exc!r})", RuntimeWarning, stacklevel=3)
@@ -122,9 +125,6 @@ def caption_scores(
     gts = {k: [_prepare(r) for r in refs] for k, refs in references.items()}
     res = {k: [_prepare(hypotheses[k])] for k in references}
 
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
 
     with contextlib.redirect_stdout(io.StringIO()):  # the BLEU scorer prints its n-gram stats
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
@@ -155,64 +155,6 @@ def report_agreement(reports_per_image: list[list[str]], *, meteor: bool = False
 
 
 # --- clinical scores ------------------------------------------------------------------------
-
-def _grade_name(feature: str, value) -> str | None:
-    """``value`` (a grade name, an index into GRADES[feature], -1 or None) as a grade name or None."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value not in GRADES[feature]:
-            raise ValueError(f"unknown grade {value!r} for feature {feature!r} (expected one of {GRADES[feature]}).")
-        return value
-    i = int(value)
-    if i == -1:  # the data set's "unknown"
-        return None
-    if not 0 <= i < len(GRADES[feature]):
-        raise ValueError(f"grade index {i} is out of range for feature {feature!r} ({len(GRADES[feature])} grades).")
-    return GRADES[feature][i]
-
-
-def _class_name(value) -> str | None:
-    """``value`` (a class name, an index into CLASSES, -1 or None) as a class name or None."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value not in CLASSES:
-            raise ValueError(f"unknown conclusion {value!r} (expected one of {CLASSES}).")
-        return value
-    i = int(value)
-    if i == -1:
-        return None
-    if not 0 <= i < len(CLASSES):
-        raise ValueError(f"label index {i} is out of range ({len(CLASSES)} classes).")
-    return CLASSES[i]
-
-
-def clinical_truth(grades, label) -> dict:
-    """One ground-truth entry of :func:`clinical_scores`.
-
-    Returns ``{"grades": {feature: grade or None, ...}, "conclusion": class or None}``, every feature present.
-
-    ``grades`` is either a mapping feature -> grade name (a missing feature is unknown) or, as a
-    :class:`~mdnet_utils.data.dataset.ReportDataset` item holds it, a sequence (list, tensor) of
-    5 grade indices in ``FEATURES`` order; ``label`` is a class name or an index into ``CLASSES``.
-    None and the data set's -1 mean unknown. Unknown names and out-of-range indices raise
-    ``ValueError``.
-    """
-    if isinstance(grades, Mapping):
-        unknown = sorted(set(grades) - set(FEATURES))
-        if unknown:
-            raise ValueError(f"unknown features {unknown} (expected some of {FEATURES}).")
-        names = {f: _grade_name(f, grades.get(f)) for f in FEATURES}
-    else:
-        values = grades.tolist() if hasattr(grades, "tolist") else list(grades)
-        if len(values) != len(FEATURES):
-            raise ValueError(f"expected {len(FEATURES)} grades, one per feature of {FEATURES}; got {len(values)}.")
-        names = {f: _grade_name(f, v) for f, v in zip(FEATURES, values)}
-    if hasattr(label, "item"):  # a 0-d tensor or array
-        label = label.item()
-    return {"grades": names, "conclusion": _class_name(label)}
-
 
 def clinical_scores(hypotheses: dict[str, str], truth: dict[str, dict]) -> dict[str, float]:
     """How often the generated reports state the right grades and conclusion.

@@ -1,0 +1,32 @@
+"""Course upkeep: the tools that keep the course's notebooks, not the ML library the notebooks teach.
+
+The course is the notebooks in ``config.notebooks_dir`` (``notebooks/`` of the checkout, or of
+``$MDNET_ROOT``). Upkeep is four jobs, one module each, all reading a notebook through ``notebook``:
+
+* ``checks``: every notebook opens and closes the same way; ``check_structure`` says what one lacks.
+* ``runner``: ``make run`` executes the notebooks in place, full mode (``run_notebooks``).
+* ``student``: ``make student`` writes the student edition, solutions replaced by stubs
+  (``build_student_edition``).
+* ``site``: ``make site`` renders the course as static HTML (``build_site``).
+
+The dependencies run one way: ``notebook`` imports no other course module; ``checks``, ``runner``,
+``student`` and ``site`` import ``notebook`` (and ``mdnet_utils.io`` to write), not one another; no
+submodule imports this package's ``__init__``, and nothing in the ML library imports this package
+(tests/test_notebooks.py holds the graph acyclic, ``notebook`` a leaf, and the library clear of it).
+
+Importing any course module imports nbformat, nbclient and nbconvert at the top (2.2-2.5 s and 79 MB,
+measured with /usr/bin/time; 1.8 s of it is nbformat, whose jsonschema builds an RFC 3987 grammar on
+import): only the course commands and their tests import this package, so that is paid only there.
+"""
+from __future__ import annotations
+
+from mdnet_utils.course.checks import CLOSING, MIN_CHECKED_EXERCISES, OPENING, check_structure
+from mdnet_utils.course.notebook import (CHECK, EXERCISE_HEADING, QUESTIONNAIRE, SOLUTION, STUB, cell_text,
+                                         exercises, notebook_paths, opening, tags)
+from mdnet_utils.course.runner import run_notebooks
+from mdnet_utils.course.site import build_site
+from mdnet_utils.course.student import build_student_edition, student_notebook
+
+__all__ = ["notebook_paths", "cell_text", "tags", "opening", "exercises", "SOLUTION", "STUB", "CHECK",
+           "QUESTIONNAIRE", "EXERCISE_HEADING", "check_structure", "OPENING", "CLOSING",
+           "MIN_CHECKED_EXERCISES", "run_notebooks", "build_site", "build_student_edition", "student_notebook"]

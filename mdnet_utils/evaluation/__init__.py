@@ -1,0 +1,8 @@
+"""Scoring what the models do; nothing here trains.
+
+* ``diagnosis``: an image model's logits and accuracy;
+* ``metrics``: report scores (pycocoevalcap's BLEU, ROUGE-L, CIDEr, METEOR) and the clinical read-back;
+* ``localisation``: how well a map (CAM, attention) points at a region, beside its chance level;
+* ``reports``: writing reports free-running, and every score of Part III on a set of tiles;
+* ``retrieval``: ranking tiles by a symptom description.
+"""

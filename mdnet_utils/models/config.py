@@ -1,0 +1,173 @@
+"""A model as data: ``ModelConfig`` says everything needed to build a network of the course again.
+
+A run folder's ``config.json`` and every checkpoint hold ``ModelConfig.to_dict()``; loading rebuilds the
+network from it alone (``build_model``), never from today's defaults in code, so changing a default never
+breaks a saved run.
+
+    backbone      "resnet" (pre-activation CIFAR ResNet), "plain" (the same without shortcuts), "ecnet" (the
+                  authors' released EcNet, Eq. (10))
+    depth, width  the backbone's depth and widen factor (ResNet-32: 32, 1; EcNet-20-4: 20, 4)
+    head          "shared" (one classifier, Eqs. (7)-(8)) or "decoupled" (one per member of the last stage,
+                  Eq. (9); "resnet" backbones only, and image models only)
+    num_classes, image_size, stem_stride
+    vocab_size    0 for an image model alone (notebooks 01-05); > 0 for a report generator (notebooks 06-08)
+    attention     "cam" (MDNet's Eq. (14)) or "soft" (Show-Attend-Tell, the baseline)
+    embed_dim, hidden_dim, attention_dim (soft attention only), dropout   the decoder
+    conditioned   False: the attention's CAM is replaced by zeros (a run trained without labels has no
+                  classifier whose CAM could steer it)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from torch import nn
+
+from mdnet_utils.errors import ConfigError
+from mdnet_utils.models.attention import CamAttention, SoftAttention
+from mdnet_utils.models.decoder import ReportDecoder
+from mdnet_utils.models.decoupled import DecoupledResNet
+from mdnet_utils.models.ecnet import ecnet
+from mdnet_utils.models.mdnet import ReportGenerator, feature_grid
+from mdnet_utils.models.resnet import cifar_resnet
+
+__all__ = ["ModelConfig", "build_model", "mdnet", "resnet_sat", "BACKBONES", "HEADS", "ATTENTIONS", "MODEL_PRESETS"]
+
+BACKBONES = ("resnet", "plain", "ecnet")
+HEADS = ("shared", "decoupled")
+ATTENTIONS = ("cam", "soft")
+
+
+def check_choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(key, value, f"is not one of {', '.join(map(str, choices))}.")
+
+
+def check_at_least(key: str, value, low) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+        raise ConfigError(key, value, f"is out of range: it must be a number of at least {low}.")
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """``cls(**data)`` for a config dataclass, refusing keys it does not have (a typo would otherwise be
+    silently ignored)."""
+    if not isinstance(data, dict):
+        raise ConfigError(where or cls.__name__, data, "is not a mapping of settings.")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}", data[unknown[0]],
+                          f"is not a setting of {cls.__name__} (known: {', '.join(sorted(known))}).")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that builds a network of the course (see the module docstring). Checked when made."""
+    backbone: str = "ecnet"
+    depth: int = 20
+    width: int = 4
+    head: str = "shared"
+    num_classes: int = 4
+    image_size: int = 64
+    stem_stride: int = 2
+    vocab_size: int = 0
+    attention: str = "cam"
+    embed_dim: int = 64
+    hidden_dim: int = 128
+    attention_dim: int = 128
+    dropout: float = 0.3
+    conditioned: bool = True
+
+    def __post_init__(self):
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_choice("head", self.head, HEADS)
+        check_choice("attention", self.attention, ATTENTIONS)
+        for key in ("depth", "width", "num_classes", "stem_stride", "embed_dim", "hidden_dim", "attention_dim"):
+            check_at_least(key, getattr(self, key), 1)
+        check_at_least("vocab_size", self.vocab_size, 0)
+        if self.vocab_size and self.vocab_size < 4:
+            raise ConfigError("vocab_size", self.vocab_size, "is too small: a vocabulary has at least the four "
+                                                              "special tokens.")
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 16 \
+                or self.image_size % 8:
+            raise ConfigError("image_size", self.image_size, "is out of range: use a multiple of 8, at least 16.")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError("dropout", self.dropout, "is out of range: it must be in [0, 1).")
+        if self.head == "decoupled" and (self.backbone != "resnet" or self.vocab_size):
+            raise ConfigError("head", self.head, "needs backbone 'resnet' and an image model (vocab_size 0).")
+
+    @property
+    def reports(self) -> bool:
+        """True for a report generator, False for an image model alone."""
+        return self.vocab_size > 0
+
+    @property
+    def name(self) -> str:
+        """A short name: ResNet-32, plain-8, EcNet-20-4, ResNet-32-decoupled (plus "+cam"/"+soft" with a decoder)."""
+        base = {"resnet": f"ResNet-{self.depth}", "plain": f"plain-{self.depth}",
+                "ecnet": f"EcNet-{self.depth}-{self.width}"}[self.backbone]
+        if self.backbone != "ecnet" and self.width != 1:
+            base += f"x{self.width}"
+        if self.head == "decoupled":
+            base += "-decoupled"
+        return base + (f"+{self.attention}" if self.reports else "")
+
+    def replace(self, **changes) -> "ModelConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        return from_dict(cls, data)
+
+
+#: The two report generators of the course, by the name the CLI's ``--model`` takes.
+MODEL_PRESETS = {
+    "mdnet": ModelConfig(backbone="ecnet", depth=20, width=4, attention="cam"),
+    "resnet-sat": ModelConfig(backbone="resnet", depth=32, width=1, attention="soft"),
+}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The network ``cfg`` describes, freshly initialised from the global torch RNG (seed it first). The image
+    model is built before the decoder, so a report generator starts from the same image model as the image
+    model alone under the same seed. The result carries ``cfg`` as ``.config``."""
+    if cfg.backbone == "ecnet":
+        image_model = ecnet(cfg.depth, cfg.width, cfg.num_classes, stem_stride=cfg.stem_stride)
+    else:
+        image_model = cifar_resnet(cfg.depth, preact=True, plain=cfg.backbone == "plain", widen_factor=cfg.width,
+                                   num_classes=cfg.num_classes, stem_stride=cfg.stem_stride)
+    feature_grid(cfg.image_size, cfg.stem_stride)  # refuses an image too small for the strides
+    if not cfg.reports:
+        model = DecoupledResNet(image_model, cfg.num_classes) if cfg.head == "decoupled" else image_model
+        model.config = cfg
+        return model
+    h, w = feature_grid(cfg.image_size, cfg.stem_stride)
+    d = image_model.num_features
+    attention = CamAttention(cfg.hidden_dim, h * w) if cfg.attention == "cam" else \
+        SoftAttention(d, cfg.hidden_dim, cfg.attention_dim)
+    decoder = ReportDecoder(cfg.vocab_size, d, attention, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
+                            dropout=cfg.dropout)
+    model = ReportGenerator(image_model, decoder, conditioned=cfg.conditioned)
+    model.config = cfg
+    return model
+
+
+def mdnet(vocab_size: int, *, depth: int = 20, widen_factor: int = 4, num_classes: int = 4, image_size: int = 64,
+          stem_stride: int = 2, embed_dim: int = 64, hidden_dim: int = 128, dropout: float = 0.3,
+          conditioned: bool = True) -> ReportGenerator:
+    """MDNet: the released EcNet (``ecnet(depth, widen_factor)``) and the CAM-steered attention of Eq. (14)."""
+    return build_model(MODEL_PRESETS["mdnet"].replace(
+        depth=depth, width=widen_factor, num_classes=num_classes, image_size=image_size, stem_stride=stem_stride,
+        vocab_size=vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, dropout=dropout, conditioned=conditioned))
+
+
+def resnet_sat(vocab_size: int, *, depth: int = 32, num_classes: int = 4, image_size: int = 64, stem_stride: int = 2,
+               embed_dim: int = 64, hidden_dim: int = 128, attention_dim: int = 128,
+               dropout: float = 0.3) -> ReportGenerator:
+    """The baseline: a pre-activation ResNet and Show-Attend-Tell's soft attention over its feature vectors."""
+    return build_model(MODEL_PRESETS["resnet-sat"].replace(
+        depth=depth, num_classes=num_classes, image_size=image_size, stem_stride=stem_stride, vocab_size=vocab_size,
+        embed_dim=embed_dim, hidden_dim=hidden_dim, attention_dim=attention_dim, dropout=dropout))

@@ -40,13 +40,16 @@ import sys
 import time
 from pathlib import Path
 
+from mdnet_utils.errors import ConfigError, Interrupted  # cheap: errors imports nothing
+
 log = logging.getLogger("mdnet_utils")
 
 #: The flag of each setting a library error can name (``ConfigError.key``, or a `setting` in its reason).
 FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
          "seed": "--seed", "image_size": "--image-size", "min_count": "--min-count", "max_len": "--max-len",
          "bf16": "--bf16", "model": "--model", "num_workers": "--num-workers", "out": "--out", "resume": "--resume",
-         "config": "--config", "device": "--device", "beam_size": "--beam", "n_images": "--n-images"}
+         "config": "--config", "device": "--device", "beam_size": "--beam", "n_images": "--n-images",
+         "force": "--force", "size": "--size"}
 RUNTIME_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EROFS}
 
 
@@ -56,12 +59,13 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse prints the usage too: one line is the contract
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
     from mdnet_utils.data import ReportDataset, make_synthetic_dataset, read_annotation
     from mdnet_utils.data.adapters import convert_bcidr_folder
+    from mdnet_utils.data.dataset import same_views, training_vocab
 
     if args.from_bcidr:  # the MDNet authors' layout -> annotation.json
         if not args.out:
@@ -70,20 +74,25 @@ def _cmd_data(args: argparse.Namespace) -> None:
         counts = {k: len(v) for k, v in read_annotation(root).items()}
         print(f"{root}: converted ({', '.join(f'{k} {v}' for k, v in counts.items())})")
         return
-    if args.check:  # read every item of every split: the loader's errors name what is wrong
-        counts = {}
-        for split in read_annotation(args.check):
-            ds = ReportDataset(args.check, split)
-            for i in range(len(ds)):
-                ds[i]
-            counts[split] = len(ds)
+    if args.check:  # read every file of every split as train reads it; writes nothing (not even vocab.json)
+        vocab = training_vocab(args.check)
+        splits = [ReportDataset(args.check, split, vocab=vocab) for split in read_annotation(args.check)]
+        same_views(*splits)
+        for ds in splits:
+            for k in range(len(ds.entries)):
+                ds.read_views(k)
+                ds.read_masks(k)
+        counts = {ds.split: len(ds) for ds in splits}
         print(f"{args.check}: ok ({', '.join(f'{k} {v}' for k, v in counts.items())})")
         return
     if not args.out:
         raise UsageError("data needs --out DIR (to build) or --check DIR (to verify).")
     start = time.perf_counter()
-    root = make_synthetic_dataset(args.out, n_images=args.n_images, image_size=args.size, seed=args.seed,
-                                  progress=not args.quiet)
+    try:
+        root = make_synthetic_dataset(args.out, n_images=args.n_images, image_size=args.size, seed=args.seed,
+                                      progress=not args.quiet)
+    except ConfigError as err:  # the library's image_size is this command's --size
+        raise ConfigError("size" if err.key == "image_size" else err.key, err.value, err.reason) from None
     counts = {k: len(v) for k, v in read_annotation(root).items()}
     print(f"{root}: {sum(counts.values())} tiles ({', '.join(f'{k} {v}' for k, v in counts.items())}) "
           f"in {time.perf_counter() - start:.1f} s")
@@ -109,10 +118,8 @@ def _device(name: str | None):
     try:
         device = torch.device(name)
     except RuntimeError:
-        from mdnet_utils.errors import ConfigError
         raise ConfigError("device", name, "is not a device name (cpu, cuda, cuda:1, mps).") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        from mdnet_utils.errors import ConfigError
         raise ConfigError("device", name, "is not available here (no CUDA GPU).")
     return device
 
@@ -173,7 +180,7 @@ def _cmd_site(args: argparse.Namespace) -> None:
     from mdnet_utils.course import build_site
 
     start = time.perf_counter()
-    out = build_site(args.out)
+    out = build_site(args.out, force=args.force)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{out}: {len(list(out.glob('*.html')))} pages, {size / 1e6:.1f} MB in {time.perf_counter() - start:.1f} s; "
           f"open {out / 'index.html'}")
@@ -183,7 +190,7 @@ def _cmd_student(args: argparse.Namespace) -> None:
     from mdnet_utils.course import build_student_edition
     from mdnet_utils.exercises import CHECKS
 
-    out = build_student_edition(args.out)
+    out = build_student_edition(args.out, force=args.force)
     stubs = sum(len(CHECKS[p.name[:2]]) for p in out.glob("*.ipynb"))  # tests hold CHECKS to the notebooks
     print(f"{out}: {len(list(out.glob('*.ipynb')))} notebooks, {stubs} exercises to solve "
           "(their checks are in mdnet_utils.exercises)")
@@ -217,12 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("data", "build the synthetic BCIDR-like dataset, check a dataset, or convert the authors' layout",
                 _cmd_data)
-    p.add_argument("--out", help="folder to write (replaced if stale)")
+    p.add_argument("--out", help="folder to write: a new or empty one, or one this command built (rebuilt if "
+                                 "stale); any other folder is refused, never deleted")
     p.add_argument("--check", metavar="DIR", help="read every entry of an existing dataset and report problems")
     p.add_argument("--from-bcidr", metavar="DIR",
                    help="convert a BCIDR/NMI folder ({name: {caption, label}} JSON + images) into --out")
-    p.add_argument("--n-images", type=int, default=config.n_images, help="number of tiles (default %(default)s)")
-    p.add_argument("--size", type=int, default=64, help="tile size in pixels (default %(default)s)")
+    p.add_argument("--n-images", type=int, default=config.n_images,
+                   help="number of tiles, 24 to 1000000 (default %(default)s)")
+    p.add_argument("--size", type=int, default=64, help="tile size in pixels, 16 to 1024 (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
 
     p = command("train", "train MDNet or the baseline on a dataset in the annotation.json layout", _cmd_train)
@@ -232,19 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "config.json is one); the flags below override it")
     p.add_argument("--model", choices=MODEL_NAMES, help="which report generator (default mdnet)")
     p.add_argument("--epochs", type=int, help="epochs in all, shared over the stages as the recipe shares them "
-                                              "(default: the recipe's 8 + 4 + 4)")
-    p.add_argument("--batch-size", type=int, help="global batch of cases, every stage (default: the recipe's)")
+                                              "(default: the recipe's 8 + 4 + 4; at most 999)")
+    p.add_argument("--batch-size", type=int, help="global batch of cases, every stage (default: the recipe's; at "
+                                                  "most 4096)")
     p.add_argument("--lr", type=float, help="peak learning rate of every stage (default: the recipe's)")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay of every stage (default: the recipe's)")
-    p.add_argument("--image-size", type=int, help="images are resized to this (default 64)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--min-count", type=int, help="vocabulary: words seen this often (default 3)")
-    p.add_argument("--max-len", type=int, help="reports are cut to this many tokens (default 60)")
+    p.add_argument("--image-size", type=int, help="images are resized to this: a multiple of 8, 16 to 1024 (at "
+                                                  "most 1024; default 64)")
+    p.add_argument("--seed", type=int, help="random seed, 0 to 4294967295 (default 0)")
+    p.add_argument("--min-count", type=int, help="vocabulary: words seen this often (default 3; refused if it "
+                                                 "leaves no word)")
+    p.add_argument("--max-len", type=int, help="reports are cut to this many tokens, 3 to 1000 (default 60)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the forward pass")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the GPU of this process if any, else cpu)")
     p.add_argument("--num-workers", type=int, default=0,
-                   help="processes that read the training images (default %(default)s: this process)")
+                   help="processes that read the training images, at most 64 (default %(default)s: this process)")
 
     p = command("evaluate", "score a run's best model on a split; writes RUN/scores-SPLIT.json", _cmd_evaluate)
     p.add_argument("--run", required=True, help="run folder written by train")
@@ -255,8 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", "diagnose and report on image files with a run's best model", _cmd_report)
     p.add_argument("--run", required=True, help="run folder written by train")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF, ...)")
-    p.add_argument("--out", required=True, help="folder for the cards (<stem>.png) and reports.json")
-    p.add_argument("--beam", type=int, default=1, help="beam size (default %(default)s: greedy)")
+    p.add_argument("--out", required=True, help="folder for the cards (<stem>.png) and reports.json; a file there "
+                                                "that an earlier report did not write is never overwritten, nor an "
+                                                "input image")
+    p.add_argument("--beam", type=int, default=1, help="beam size, 1 to 20 (default %(default)s: greedy)")
 
     p = command("plot", "a run's learning curves and evaluate's scores as PNG", _cmd_plot)
     p.add_argument("run", help="run folder written by train")
@@ -270,10 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="notebooks to run (default: all of notebooks/)")
 
     p = command("site", "render the course as a static HTML site (offline: MathJax bundled)", _cmd_site)
-    p.add_argument("--out", default="build/site", help="folder to write, replaced (default %(default)s)")
+    p.add_argument("--out", default="build/site", help="folder to write (default %(default)s); a site written "
+                                                       "before is replaced, another non-empty folder refused")
+    p.add_argument("--force", action="store_true", help="replace --out even if this command did not write it")
 
     p = command("student", "write the student edition: solutions replaced by stubs, outputs cleared", _cmd_student)
-    p.add_argument("--out", default="student", help="folder to write, replaced (default %(default)s)")
+    p.add_argument("--out", default="student", help="folder to write (default %(default)s); an edition written "
+                                                    "before is replaced, another non-empty folder refused")
+    p.add_argument("--force", action="store_true", help="replace --out even if this command did not write it")
     return parser
 
 
@@ -292,14 +310,17 @@ def _given(args: argparse.Namespace, flag: str) -> bool:
     return value is not None and value is not False  # identity: 0 is a value given
 
 
+def _flags(text: str) -> str:
+    """A library sentence in the command line's words: each `setting` becomes the flag that sets it."""
+    return re.sub(r"`(\w+)`", lambda m: FLAGS.get(m.group(1), m.group(1)), text)
+
+
 def translate(err: Exception, args: argparse.Namespace) -> str:
     """A library error in the command line's words: a setting it names becomes the flag that set it."""
-    from mdnet_utils.errors import ConfigError
-
     if not isinstance(err, ConfigError):
-        return _one_line(str(err))
+        return _flags(_one_line(str(err)))
     name = re.split(r"[.\]]", err.key)[-1]
-    reason = re.sub(r"`(\w+)`", lambda m: FLAGS.get(m.group(1), m.group(1)), err.reason)
+    reason = _flags(err.reason)
     if name in FLAGS and _given(args, FLAGS[name]):
         value = "" if isinstance(err.value, bool) else f" {err.value}"
         return f"{FLAGS[name]}{value} {reason}"
@@ -330,22 +351,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handler = logging.StreamHandler(sys.stderr)  # for this command only: main() may run again (tests)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    level = log.level
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     try:
         return _run(args)
     finally:
         log.removeHandler(handler)
+        log.setLevel(level)
 
 
 def _run(args: argparse.Namespace) -> int:
     """The command, and its exit status."""
     try:
         args.func(args)
-    except KeyboardInterrupt:
-        print(f"error: mdnet {args.command} interrupted"
-              + (" (--resume continues from the last finished epoch)" if args.command == "train" else "") + ".",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line, never a traceback; train says where it stopped
+        if isinstance(e, Interrupted):
+            print(f"error: {_flags(str(e))}", file=sys.stderr)
+        else:
+            print(f"error: mdnet {args.command} interrupted.", file=sys.stderr)
         return 130
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

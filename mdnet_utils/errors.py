@@ -5,7 +5,7 @@ into one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
-__all__ = ["DatasetError", "ConfigError", "ImageError"]
+__all__ = ["DatasetError", "ConfigError", "ImageError", "Interrupted"]
 
 
 class DatasetError(ValueError):
@@ -27,3 +27,8 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value, reason: str):
         self.key, self.value, self.reason = key, value, reason
         super().__init__(f"{key}={value!r} {reason}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a command that can say where it stopped and how to continue: the message is that
+    sentence (the command line prints it and exits with status 130)."""

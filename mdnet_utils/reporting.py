@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from PIL import Image
 
 from mdnet_utils.data.grades import CLASSES, FEATURES
 from mdnet_utils.errors import ConfigError, ImageError
 from mdnet_utils.evaluation.localisation import finding_words
 from mdnet_utils.evaluation.reports import generate_reports
-from mdnet_utils.io import atomic_write, read_image, resize_image, write_json
+from mdnet_utils.io import atomic_write, read_image, remove_leftovers, resize_image, write_json
 from mdnet_utils.training.runs import load_run
 from mdnet_utils.visualise import diagnosis_card
 
@@ -37,8 +38,30 @@ STAGE_COLOURS = {"diagnosis": "tab:green", "decoder": "tab:orange", "end_to_end"
 REPORT_SCORES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr", "METEOR")
 
 
+#: The PNG "Software" tag of every figure these commands write: how a later call knows a file is its own.
+SOFTWARE = "mdnet_utils (report, plot)"
+
+
 def _save_png(fig, path: Path) -> Path:
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight",
+                                                      metadata={"Software": SOFTWARE}))
+
+
+def _ours(path: Path) -> bool:
+    """Whether the file at ``path`` is a PNG that one of these commands wrote (its Software tag says so)."""
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get("Software") == SOFTWARE
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def _refuse_foreign(targets: list[Path], command: str) -> None:
+    """One sentence, before anything is written, for a target that exists and that ``command`` did not write."""
+    for target in targets:
+        if (target.exists() or target.is_symlink()) and not (target.is_file() and _ours(target)):
+            raise ValueError(f"{target}: exists and was not written by {command}, so it is left alone (choose "
+                             "another out folder).")
 
 
 def _load_tile(path: Path, size: int) -> torch.Tensor:
@@ -49,6 +72,38 @@ def _load_tile(path: Path, size: int) -> torch.Tensor:
     return resize_image(read_image(path), size)
 
 
+def _earlier_records(out: Path) -> list[dict]:
+    """The records of reports.json that earlier ``report`` calls wrote in ``out`` ([] if there is none that
+    reads as one)."""
+    try:
+        records = json.loads((out / "reports.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("png"), str)
+                                                for r in records):
+        return []
+    return records
+
+
+def _written_before(out: Path) -> set[str]:
+    """The files an earlier ``report`` wrote in ``out``: its reports.json and the cards that one lists."""
+    records = _earlier_records(out)
+    return {"reports.json", *(r["png"] for r in records)} if records else set()
+
+
+def _check_targets(out: Path, paths: list[Path], stems: list[str]) -> None:
+    """Refuse, before anything is written, to write over an input image or over any file that an earlier
+    ``report`` did not write itself (its reports.json lists what it wrote)."""
+    targets = [out / f"{s}.png" for s in stems] + [out / "reports.json"]
+    inputs = {p.resolve() for p in paths if p.exists()}
+    ours = _written_before(out) if out.is_dir() else set()
+    for target in targets:
+        if target.resolve() in inputs:
+            raise ValueError(f"{target}: is one of the input images; its card would overwrite it (choose another "
+                             "out folder).")
+    _refuse_foreign([t for t in targets if t.name not in ours], "report")
+
+
 def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: str | os.PathLike, *,
                   beam_size: int = 1) -> list[dict]:
     """Diagnose and report on each image file with the run's best model (greedy, or beam search of
@@ -56,17 +111,21 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
     its confidence, the report, the CAM of the diagnosis, and the attention of the words that name a finding,
     or of the first words if none does), and ``out/reports.json``. Returns its records: {"image" (as given),
     "diagnosis", "confidence" (softmax probability; None for a run trained without labels), "report",
-    "png" (the card's file name in ``out``)}."""
+    "png" (the card's file name in ``out``)}; reports.json lists every card written in ``out``, earlier calls'
+    too. Never writes over an input image, nor over a file in ``out`` that
+    an earlier ``report`` did not write (refused in one sentence, before anything is written)."""
     out, paths = Path(out), [Path(p) for p in images]
-    if beam_size < 1:
-        raise ConfigError("beam_size", beam_size, "is out of range: it must be at least 1.")
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or not 1 <= beam_size <= 20:
+        raise ConfigError("beam_size", beam_size, "is out of range: a whole number from 1 to 20.")
     if not paths or (out.exists() and not out.is_dir()):
         raise ValueError("report needs at least one image file." if not paths else f"{out}: not a folder.")
     stems = [p.stem for p in paths]
     if (clash := next((s for s in stems if stems.count(s) > 1), None)) is not None:
         raise ValueError(f"two images share the name {clash!r}: their cards would both be {clash}.png.")
+    _check_targets(out, paths, stems)
     model, vocab, cfg = load_run(run)
     tiles = torch.stack([_load_tile(p, model.config.image_size) for p in paths])
+    remove_leftovers(out, [f"{s}.png" for s in stems] + ["reports.json"])  # what a killed report left
     gen = generate_reports(model, tiles, vocab, beam_size=beam_size, max_len=cfg["training"].get("max_len") or 60)
     probs = gen.class_logits.float().softmax(dim=1)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +152,8 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
             plt.close(fig)
         records.append({"image": str(images[i]), "diagnosis": diagnosis, "confidence": confidence,
                         "report": gen.texts[i], "png": f"{path.stem}.png"})
-    write_json(out / "reports.json", records)
+    new = {r["png"] for r in records}  # reports.json lists every card of the folder, earlier ones too
+    write_json(out / "reports.json", [r for r in _earlier_records(out) if r["png"] not in new] + records)
     return records
 
 
@@ -160,7 +220,9 @@ def _score_groups(scores: dict) -> list[tuple[str, dict[str, float]]]:
 
 
 def plot_run(run: str | os.PathLike, out: str | os.PathLike | None = None) -> list[Path]:
-    """Learning curves of a run, as PNG files in ``out`` (default: the run folder); returns their paths.
+    """Learning curves of a run, as PNG files in ``out`` (default: the run folder); returns their paths. A file of
+    those names in another ``out`` that these commands did not write (a PNG without their Software tag) is never
+    overwritten: the call is refused first.
 
     ``curves.png``          the training losses per epoch (every ``*_loss`` of metrics.jsonl: words_loss,
                             class_loss, ...), each epoch shaded by its stage (diagnosis, decoder, end to end);
@@ -181,6 +243,8 @@ def plot_run(run: str | os.PathLike, out: str | os.PathLike | None = None) -> li
             raise ValueError(f"{path}: not a JSON object of scores (rewrite it with evaluate).")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: not a folder.")
+    if out.resolve() != run.resolve():  # the run folder is train's, and these names in it are plot's
+        _refuse_foreign([out / n for n in ("curves.png", "scores.png", *(f"scores-{s}.png" for s in splits))], "plot")
     out.mkdir(parents=True, exist_ok=True)
 
     keys = sorted({k for r in records for k in r})

@@ -22,7 +22,7 @@ def test_data_builds_a_dataset_and_check_reads_it_back(tmp_path, capsys):
 def test_bad_numbers_give_one_sentence_and_status_2(tmp_path):
     r = run("data", "--out", str(tmp_path / "ds"), "--n-images", "3")
     assert r.returncode == 2
-    assert r.stderr.startswith("error: n_images=3") and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: --n-images 3 is out of range") and r.stderr.count("\n") == 1
     assert not (tmp_path / "ds").exists()
 
 
@@ -88,10 +88,18 @@ def test_an_interruption_exits_130_in_one_line(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().err == "error: mdnet data interrupted.\n"
 
 
-def test_quiet_and_verbose_set_the_log_level(tmp_path, capsys):
+def test_quiet_and_verbose_set_the_log_level_for_the_command_only(tmp_path, capsys, monkeypatch):
     import logging
 
+    import mdnet_utils.data as data
+
+    seen = []
+    real = data.make_synthetic_dataset
+    monkeypatch.setattr(data, "make_synthetic_dataset",
+                        lambda *a, **k: seen.append(logging.getLogger("mdnet_utils").level) or real(*a, **k))
+    before = logging.getLogger("mdnet_utils").level
     assert main(["data", "--out", str(tmp_path / "ds"), "--n-images", "24", "--size", "24", "-q"]) == 0
-    assert logging.getLogger("mdnet_utils").level == logging.WARNING and capsys.readouterr().err == ""
-    assert main(["-v", "data", "--check", str(tmp_path / "ds")]) == 0
-    assert logging.getLogger("mdnet_utils").level == logging.DEBUG
+    assert capsys.readouterr().err == ""
+    assert main(["-v", "data", "--out", str(tmp_path / "ds"), "--n-images", "24", "--size", "24"]) == 0
+    assert seen == [logging.WARNING, logging.DEBUG]
+    assert logging.getLogger("mdnet_utils").level == before  # a later command (or test) starts afresh

@@ -90,3 +90,20 @@ def test_plot_writes_curves_scores_and_the_scores_of_evaluate(trained, tmp_path,
     assert main(["plot", str(tmp_path / "bad")]) == 2
     assert "line 2" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["metrics.jsonl"]
+
+
+def test_plot_rewrites_its_own_figures_but_never_a_file_it_did_not_write(trained, tmp_path, capsys):
+    _, run, _ = trained
+    out = tmp_path / "plots"
+    assert main(["plot", str(run), "--out", str(out)]) == 0
+    assert main(["plot", str(run), "--out", str(out)]) == 0  # its own figures (their PNG tag says so): replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "curves.png").write_bytes((out / "curves.png").read_bytes()[:100])  # a file of the user's
+    Image.new("RGB", (4, 4)).save(mine / "scores.png")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    capsys.readouterr()
+    assert main(["plot", str(run), "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "curves.png: exists and was not written by plot" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before

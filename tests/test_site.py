@@ -66,13 +66,21 @@ def test_every_page_is_offline_and_the_index_links_every_notebook(site):
 
 
 @pytest.mark.slow
-def test_rebuilding_replaces_the_site(site, tmp_path):
+def test_rebuilding_replaces_a_site_of_ours_and_refuses_any_other_folder(tmp_path):
     out = tmp_path / "s"
-    (out / "stale.html").parent.mkdir()
-    (out / "stale.html").write_text("old")
+    build_site(out, notebooks=notebook_paths()[:1])
+    (out / "stale.html").write_text("old")                      # left in a site written before: replaced whole
     build_site(out, notebooks=notebook_paths()[:1])
     assert sorted(p.name for p in out.glob("*.html")) == ["00_the_data.html", "index.html"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"], "a temporary folder was left behind"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds files this command did not write"):
+        build_site(mine, notebooks=notebook_paths()[:1])
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    build_site(mine, notebooks=notebook_paths()[:1], force=True)
+    assert not (mine / "notes.txt").exists() and (mine / "index.html").exists()
 
 
 @pytest.mark.browser

@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from mdnet_utils.errors import DatasetError
+
 from mdnet_utils.data import make_synthetic_dataset, read_annotation
 from mdnet_utils.data.build import MANIFEST, content_hash, is_complete
 from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES, abnormality_score, conclusion, has_findings, sample_case
@@ -174,15 +176,25 @@ def test_a_complete_cache_is_reused_and_an_edited_one_rebuilt(tmp_path):
     assert content_hash(root) == good
 
 
-def test_a_folder_without_manifest_or_with_other_parameters_is_not_taken_for_a_build(tmp_path):
+def test_a_build_of_ours_with_other_parameters_is_rebuilt_but_a_folder_without_our_manifest_is_left_alone(tmp_path):
     root = make_synthetic_dataset(tmp_path / "ds", n_images=24, image_size=24, workers=1)
     assert not is_complete(root, n_images=30, image_size=24)
-    (root / MANIFEST).unlink()  # as if the build had been interrupted before its last step
-    assert not is_complete(root, n_images=24, image_size=24)
-    make_synthetic_dataset(root, n_images=24, image_size=24, workers=1)
-    manifest = json.loads((root / MANIFEST).read_text())
-    assert manifest["params"]["n_images"] == 24
-    assert not list(tmp_path.glob(".ds.partial-*"))
+    make_synthetic_dataset(root, n_images=30, image_size=24, workers=1)   # stale, but ours: replaced
+    assert json.loads((root / MANIFEST).read_text())["params"]["n_images"] == 30
+    assert not list(tmp_path.glob(".ds.*"))
+    (root / MANIFEST).unlink()  # no manifest: nothing says the folder is ours any more
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    with pytest.raises(DatasetError, match="not a data set this command built"):
+        make_synthetic_dataset(root, n_images=24, image_size=24, workers=1)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(DatasetError, match="left alone"):
+        make_synthetic_dataset(mine, n_images=24, image_size=24, workers=1)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    (tmp_path / "empty").mkdir()
+    assert (make_synthetic_dataset(tmp_path / "empty", n_images=24, image_size=24, workers=1) / MANIFEST).exists()
 
 
 @pytest.mark.parametrize("kwargs", [{"n_images": 5}, {"n_images": 30, "image_size": 8}, {"n_images": "30"}])

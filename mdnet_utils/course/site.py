@@ -21,7 +21,7 @@ from nbconvert import HTMLExporter
 from nbconvert.filters.markdown import markdown2html
 
 from mdnet_utils.course.notebook import cell_text, notebook_paths, opening
-from mdnet_utils.io import write_folder
+from mdnet_utils.io import write_owned_folder
 
 # The MathJax config: the package ships MathJax 2.7's combined TeX-AMS-MML_HTMLorMML-full config
 # (no TeX-AMS_CHTML-full) and only the STIX-Web fonts; offline.js (written below) says so.
@@ -166,9 +166,10 @@ Equation numbers are those of the MDNet paper.</p>
 """
 
 
-def build_site(out="build/site", notebooks=None) -> Path:
-    """Render the course (default: every notebook of ``config.notebooks_dir``) into ``out`` (replaced):
-    ``index.html``, one page per notebook, ``mathjax/``."""
+def build_site(out="build/site", notebooks=None, *, force: bool = False) -> Path:
+    """Render the course (default: every notebook of ``config.notebooks_dir``) into ``out``: ``index.html``, one
+    page per notebook, ``mathjax/``. ``out`` is replaced when it is a site written before (or with ``force``);
+    another non-empty folder is refused."""
     paths = [Path(p) for p in (notebooks if notebooks is not None else notebook_paths())]
     if not paths:
         raise ValueError("build_site: no notebooks to render.")
@@ -188,4 +189,4 @@ def build_site(out="build/site", notebooks=None) -> Path:
             entries.append({**describe(nb), "href": href})
         (tmp / "index.html").write_text(_index(entries), encoding="utf-8")
 
-    return write_folder(out, fill)
+    return write_owned_folder(out, fill, marker=".mdnet-site", force=force)

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 
 from mdnet_utils.course.notebook import QUESTIONNAIRE, SOLUTION, STUB, cell_text, exercises, notebook_paths, tags
-from mdnet_utils.io import write_folder
+from mdnet_utils.io import write_owned_folder
 
 ANSWER = re.compile(r"\n*<details>.*?</details>", re.S)
 
@@ -95,9 +95,11 @@ def student_notebook(nb, name: str = "") -> object:
     return nb
 
 
-def build_student_edition(out: str | os.PathLike = "student", notebooks: list[Path] | None = None) -> Path:
+def build_student_edition(out: str | os.PathLike = "student", notebooks: list[Path] | None = None, *,
+                          force: bool = False) -> Path:
     """Write the student edition of every notebook (``config.notebooks_dir`` by default) into ``out``,
-    atomically."""
+    atomically. ``out`` is replaced when it is an edition written before (or with ``force``); another non-empty
+    folder is refused."""
     paths = notebooks or notebook_paths()
 
     def fill(tmp: Path) -> None:
@@ -105,4 +107,4 @@ def build_student_edition(out: str | os.PathLike = "student", notebooks: list[Pa
             nbformat.write(student_notebook(nbformat.read(path, as_version=4), path.name), tmp / path.name)
         (tmp / "README.md").write_text(README.format(count=len(paths)))
 
-    return write_folder(out, fill)
+    return write_owned_folder(out, fill, marker=".mdnet-student", force=force)

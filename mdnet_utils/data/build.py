@@ -3,7 +3,8 @@
 The build is deterministic (tile i is drawn from its own generator seeded with (seed, i), so the
 bytes do not depend on how many processes render) and atomic: everything is written to a hidden
 temporary folder beside ``root``, a manifest with a hash of the content is written last, and the
-folder is swapped into place (``io.write_folder``). A folder whose manifest is missing, was made with other parameters
+folder is swapped into place (``io.write_folder``). Only an empty folder or a build of ours (its manifest
+says so) is ever replaced: any other folder is refused, never deleted. A folder whose manifest is missing, was made with other parameters
 or another version of the generator, or whose files no longer match the hash, is rebuilt.
 """
 from __future__ import annotations
@@ -26,12 +27,14 @@ from mdnet_utils.data.dataset import ANNOTATION, build_vocab
 from mdnet_utils.data.grades import conclusion, sample_case
 from mdnet_utils.data.reports import write_reports
 from mdnet_utils.data.synthetic import render_tile
+from mdnet_utils.errors import ConfigError, DatasetError
 from mdnet_utils.io import write_folder
 
 MANIFEST = "manifest.json"
 TILES_PER_PATIENT = 6
 SPLIT_SHARES = (("train", 0.70), ("val", 0.15), ("test", 0.15))
 MIN_IMAGES = 3 * TILES_PER_PATIENT  # at least one patient in each split
+MAX_IMAGES = 1_000_000  # a typo's extra zeros are refused, not rendered for hours
 
 
 def generator_version() -> str:
@@ -65,6 +68,21 @@ def is_complete(root: str | os.PathLike, *, n_images: int, image_size: int = 64,
         return False
     return (manifest.get("params") == _params(n_images, image_size, seed)
             and manifest.get("content_hash") == content_hash(Path(root)))
+
+
+def _ours(root: Path) -> bool:
+    """May ``root`` be replaced? Only when it is an empty folder, or a build of ours (stale, partial or edited:
+    its manifest says it was made here)."""
+    if not root.is_dir():
+        return False
+    if not any(root.iterdir()):
+        return True
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and isinstance(manifest.get("params"), dict) and \
+        "generator" in manifest["params"]
 
 
 def split_patients(n_patients: int, seed: int) -> list[str]:
@@ -116,12 +134,18 @@ def make_synthetic_dataset(root: str | os.PathLike, *, n_images: int, image_size
     parallel (default: the CPU count); the bytes written do not depend on it.
     """
     root = Path(root)
-    if not isinstance(n_images, int) or n_images < MIN_IMAGES:
-        raise ValueError(f"n_images={n_images!r}: need an integer of at least {MIN_IMAGES} (one patient per split).")
-    if not isinstance(image_size, int) or not 16 <= image_size <= 1024:
-        raise ValueError(f"image_size={image_size!r}: need an integer between 16 and 1024.")
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or not MIN_IMAGES <= n_images <= MAX_IMAGES:
+        raise ConfigError("n_images", n_images, f"is out of range: a whole number from {MIN_IMAGES} (one patient per "
+                                                f"split) to {MAX_IMAGES}.")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 1024:
+        raise ConfigError("image_size", image_size, "is out of range: a whole number from 16 to 1024.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
+        raise ConfigError("seed", seed, "is out of range: a whole number from 0 to 4294967295.")
     if is_complete(root, n_images=n_images, image_size=image_size, seed=seed):
         return root
+    if root.exists() and not _ours(root):
+        raise DatasetError(f"{root}: holds files that are not a data set this command built (no {MANIFEST} of "
+                           "ours), so it is left alone: choose another folder, or empty this one.")
 
     def fill(tmp: Path) -> None:
         (tmp / "images").mkdir()

@@ -32,7 +32,7 @@ from mdnet_utils.errors import DatasetError, ImageError
 from mdnet_utils.io import read_image
 
 __all__ = ["DatasetError", "ReportDataset", "build_vocab", "training_vocab", "collate", "read_annotation",
-           "pad_sequences"]
+           "pad_sequences", "same_views"]
 
 ANNOTATION = "annotation.json"
 VOCAB = "vocab.json"
@@ -51,6 +51,16 @@ def read_annotation(root: str | os.PathLike) -> dict[str, list]:
         raise DatasetError(f"{path}: cannot read the file ({type(e).__name__}).") from None
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise DatasetError(f"{path}: the top level must be an object mapping split names to lists of entries.")
+    where: dict[str, str] = {}  # id -> the split it was first seen in
+    for split, entries in data.items():
+        for entry in entries:
+            entry_id = entry.get("id") if isinstance(entry, dict) else None
+            if not isinstance(entry_id, str):
+                continue  # the entry's own check names it
+            first = where.setdefault(entry_id, split)
+            if first != split:  # a case in two splits: its test score would be measured on training data
+                raise DatasetError(f"{path}: entry {entry_id!r} is in split {first!r} and in split {split!r} (a "
+                                   "case may be in one split only).")
     return data
 
 
@@ -120,6 +130,7 @@ class ReportDataset(torch.utils.data.Dataset):
         self.max_len = max_len
         self.annotation_path = self.root / ANNOTATION
 
+        self._real: dict[str, str] = {}  # root/images and root/masks with their links resolved
         data = read_annotation(self.root)
         if split not in data:
             available = ", ".join(repr(s) for s in data) or "none"
@@ -215,6 +226,19 @@ class ReportDataset(torch.utils.data.Dataset):
 
     # -- validation ----------------------------------------------------------------------
 
+    def _inside(self, folder: str, p: str, where: str, what: str) -> str:
+        """``root/folder/p`` with every link resolved, refused (before any file is opened, so a message never
+        tells which outside files exist) unless it lies inside ``root/folder``: no absolute paths, no ``..``
+        out of it, no symbolic link leading away."""
+        base = self._real.get(folder)
+        if base is None:
+            base = self._real[folder] = os.path.realpath(os.path.join(self.root, folder))
+        full = os.path.realpath(os.path.join(base, p))
+        if os.path.commonpath([full, base]) != base or full == base:
+            raise DatasetError(f"{where} lists {what} {p!r}, which leads outside {self.root / folder} (every path "
+                               "of an annotation must stay inside the data set).")
+        return full
+
     def _check_entry(self, entry: Any, i: int) -> dict:
         """Validate one annotation entry and return what the items need from it."""
         where = _where(self.root, self.split, entry, i)
@@ -230,7 +254,7 @@ class ReportDataset(torch.utils.data.Dataset):
             raise DatasetError(f"{where} has no 'image_path' (a non-empty list of paths under images/).")
         images = []  # plain strings: os.path is much faster than pathlib for thousands of files
         for p in paths:
-            full = os.path.join(self.root, "images", p)
+            full = self._inside("images", p, where, "image")
             if not os.path.isfile(full):
                 raise DatasetError(f"{where} lists image {p!r}, which is missing from {self.root / 'images'}.")
             images.append(full)
@@ -240,7 +264,7 @@ class ReportDataset(torch.utils.data.Dataset):
         if not isinstance(mask_paths, dict):
             raise DatasetError(f"{where} has a 'mask_path' that is not an object of name -> path.")
         for name, p in mask_paths.items():
-            full = os.path.join(self.root, "masks", p) if isinstance(p, str) and p else None
+            full = self._inside("masks", p, where, f"{name!r} mask") if isinstance(p, str) and p else None
             if full is None or not os.path.isfile(full):
                 raise DatasetError(f"{where} lists {name!r} mask {p!r}, which is missing from {self.root / 'masks'}.")
             masks[name] = full
@@ -302,6 +326,20 @@ def _reports_of(entry: Any, where: str) -> list[str]:
         if not isinstance(r, str) or not tokenize(r):
             raise DatasetError(f"{where} has an empty report in 'reports'.")
     return list(reports)
+
+
+def same_views(*datasets: "ReportDataset") -> int:
+    """The number of views (images) every case of ``datasets`` has; a ``DatasetError`` naming a case of each kind
+    when they differ (a batch stacks its cases, so training and ``data --check`` both refuse a mix)."""
+    views: dict[int, tuple[str, str]] = {}  # number of images -> (entry id, split) of the first case with that many
+    for ds in datasets:
+        for e in ds.entries:
+            views.setdefault(len(e["images"]), (e["id"], ds.split))
+    if len(views) > 1:
+        (a, (ia, sa)), (b, (ib, sb)) = sorted(views.items())[:2]
+        raise DatasetError(f"{datasets[0].annotation_path}: entry {ia!r} in split {sa!r} has {a} image(s) and entry "
+                           f"{ib!r} in split {sb!r} has {b}: every case needs the same number of views.")
+    return next(iter(views), 1)
 
 
 def pad_sequences(sequences, pad_id: int = Vocabulary.pad_id, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mdnet_utils.data.dataset import ReportDataset, pad_sequences
+from mdnet_utils.data.dataset import ReportDataset, pad_sequences, same_views
 from mdnet_utils.data.truth import clinical_truth
 from mdnet_utils.data.vocab import Vocabulary
 from mdnet_utils.errors import DatasetError
@@ -121,6 +121,7 @@ class FileCases(Dataset):
         self.entries = dataset.entries if limit is None else dataset.entries[:limit]
         if not self.entries:
             raise DatasetError(f"{dataset.annotation_path}: the split {dataset.split!r} is empty.")
+        same_views(dataset)  # a batch stacks its cases: one number of views for all
         self.reports = min(len(e["reports"]) for e in self.entries) if reports else 0
         if reports and max_len is not None:  # say once, here, rather than once per worker and epoch
             cut = sum(len(vocab.encode(r)) > max_len for e in self.entries for r in e["reports"][:self.reports])

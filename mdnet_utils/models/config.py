@@ -33,6 +33,8 @@ from mdnet_utils.models.resnet import cifar_resnet
 __all__ = ["ModelConfig", "build_model", "mdnet", "resnet_sat", "BACKBONES", "HEADS", "ATTENTIONS", "MODEL_PRESETS"]
 
 BACKBONES = ("resnet", "plain", "ecnet")
+#: The largest image side a model takes: larger ones would need tens of GB for one batch on a CPU.
+MAX_IMAGE_SIZE = 1024
 HEADS = ("shared", "decoupled")
 ATTENTIONS = ("cam", "soft")
 
@@ -43,8 +45,16 @@ def check_choice(key: str, value, choices) -> None:
 
 
 def check_at_least(key: str, value, low) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-        raise ConfigError(key, value, f"is out of range: it must be a number of at least {low}.")
+    """A finite number of at least ``low`` (NaN and infinity are refused: they would train nothing, silently)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < float("inf"):
+        raise ConfigError(key, value, f"is out of range: it must be a finite number of at least {low}.")
+
+
+def check_whole(key: str, value, low: int, high: int | None = None) -> None:
+    """A whole number in [low, high] (no upper bound for None); a bool is not one."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        span = f"of at least {low}" if high is None else f"from {low} to {high}"
+        raise ConfigError(key, value, f"is out of range: it must be a whole number {span}.")
 
 
 def from_dict(cls, data: dict, where: str = ""):
@@ -88,9 +98,10 @@ class ModelConfig:
         if self.vocab_size and self.vocab_size < 4:
             raise ConfigError("vocab_size", self.vocab_size, "is too small: a vocabulary has at least the four "
                                                               "special tokens.")
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 16 \
-                or self.image_size % 8:
-            raise ConfigError("image_size", self.image_size, "is out of range: use a multiple of 8, at least 16.")
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) \
+                or not 16 <= self.image_size <= MAX_IMAGE_SIZE or self.image_size % 8:
+            raise ConfigError("image_size", self.image_size, f"is out of range: use a multiple of 8 from 16 to "
+                                                             f"{MAX_IMAGE_SIZE}.")
         if not 0 <= self.dropout < 1:
             raise ConfigError("dropout", self.dropout, "is out of range: it must be in [0, 1).")
         if self.head == "decoupled" and (self.backbone != "resnet" or self.vocab_size):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Callable
@@ -19,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from mdnet_utils.io import atomic_write
+from mdnet_utils.io import write_bytes
 from mdnet_utils.training.engine import EpochEnd, Resume
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "save_training", "load_training",
@@ -40,7 +41,15 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"state_dict": _state(model), "meta": {**_model_meta(model), **(meta or {})}}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return _write(path, payload)
+
+
+def _write(path: Path, payload: dict) -> Path:
+    """Serialised in memory, then written atomically: a full disk is an ``OSError`` naming ``path`` (torch.save
+    into the file would raise a RuntimeError naming none), and the checkpoint there before stays intact."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_bytes(path, buffer.getvalue())
 
 
 def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
@@ -97,7 +106,7 @@ def save_training(path: str | os.PathLike, model: nn.Module, end: EpochEnd, meta
                        generator=end.generator.get_state())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return _write(path, payload)
 
 
 def load_training(path: str | os.PathLike, model: nn.Module) -> tuple[Resume, dict]:
@@ -105,13 +114,38 @@ def load_training(path: str | os.PathLike, model: nn.Module) -> tuple[Resume, di
     (for ``engine.train(resume=...)``) and the saved ``meta``. One-sentence ``ValueError``s for a file that is
     not such a checkpoint, or not of this model."""
     path = Path(path)
-    meta = load_checkpoint(model, path)
     ckpt = read_checkpoint(path)
     if "resume" not in ckpt or "rng" not in ckpt:
         raise ValueError(f"{path}: a model checkpoint, not a training state to resume from.")
+    at = _check_resume(path, ckpt)  # everything read is checked before the model or the RNG is touched
+    meta = load_checkpoint(model, path)
     set_rng_state(ckpt["rng"])
-    at = ckpt["resume"]
-    return Resume(at["stage"], at["epoch"], ckpt.get("optimizer"), ckpt.get("scheduler"), ckpt.get("generator")), meta
+    return at, meta
+
+
+def _whole(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _check_resume(path: Path, ckpt: dict) -> Resume:
+    """The ``Resume`` a training state holds, each part checked (a hand-edited or foreign file is refused in one
+    sentence naming it, never half-loaded)."""
+    at, rng, meta = ckpt.get("resume"), ckpt.get("rng"), ckpt.get("meta")
+    if not isinstance(at, dict) or not _whole(at.get("stage")) or not _whole(at.get("epoch")):
+        raise ValueError(f"{path}: its 'resume' entry is not {{'stage': n, 'epoch': n}} with whole numbers "
+                         f"(found {at!r}).")
+    if not isinstance(rng, dict) or not isinstance(rng.get("cpu"), torch.Tensor) or rng["cpu"].dtype != torch.uint8:
+        raise ValueError(f"{path}: its 'rng' entry is not the random number generators' state.")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its 'meta' entry is not a mapping.")
+    parts = {k: ckpt.get(k) for k in ("optimizer", "scheduler", "generator")}
+    if at["epoch"]:  # in the middle of a stage: the optimizer, schedule and generator continue from here
+        for key, value in parts.items():
+            kind = torch.Tensor if key == "generator" else dict
+            if not isinstance(value, kind):
+                raise ValueError(f"{path}: stopped in the middle of a stage, but its {key!r} state is missing or "
+                                 "malformed, so the run cannot continue exactly.")
+    return Resume(at["stage"], at["epoch"], parts["optimizer"], parts["scheduler"], parts["generator"])
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:

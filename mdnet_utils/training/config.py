@@ -25,11 +25,16 @@ from pathlib import Path
 import yaml
 
 from mdnet_utils.errors import ConfigError
-from mdnet_utils.models.config import check_at_least, check_choice, from_dict
+from mdnet_utils.models.config import check_at_least, check_choice, check_whole, from_dict
 
-__all__ = ["STAGES", "Stage", "TrainConfig", "read_config_file"]
+__all__ = ["STAGES", "Stage", "TrainConfig", "read_config_file", "MAX_EPOCHS", "MAX_BATCH", "MAX_SEED", "MAX_LEN"]
 
 STAGES = ("diagnosis", "decoder", "end_to_end")
+
+#: Upper bounds, so that a typo is refused in one line instead of exhausting memory: a stage's (and ``--epochs``')
+#: epochs (the engine keys each epoch's data order by stage * 1000 + epoch, so a stage has fewer than 1000), a batch,
+#: a seed (numpy's and every generator's range), a report's tokens.
+MAX_EPOCHS, MAX_BATCH, MAX_SEED, MAX_LEN = 999, 4096, 2**32 - 1, 1000
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,9 @@ class Stage:
 
     def __post_init__(self):
         check_choice("name", self.name, STAGES)
-        for key, low in (("epochs", 1), ("batch_size", 1)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(key, value, f"is out of range: it must be a whole number of at least {low}.")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
+        for key, high in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH)):
+            check_whole(key, getattr(self, key), 1, high)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < float("inf"):
             raise ConfigError("lr", self.lr, "is out of range: a learning rate must be above 0.")
         for key in ("weight_decay", "class_weight", "attention_weight"):
             check_at_least(key, getattr(self, key), 0)
@@ -93,11 +96,12 @@ class TrainConfig:
         if not self.stages:
             raise ConfigError("stages", list(self.stages), "is empty: a recipe needs at least one stage.")
         object.__setattr__(self, "stages", tuple(self.stages))
-        check_at_least("seed", self.seed, 0)
-        check_at_least("min_count", self.min_count, 1)
+        check_whole("seed", self.seed, 0, MAX_SEED)
+        check_whole("min_count", self.min_count, 1)
         if self.max_len is not None and (isinstance(self.max_len, bool) or not isinstance(self.max_len, int)
-                                         or self.max_len < 3):
-            raise ConfigError("max_len", self.max_len, "is out of range: at least 3 (<bos>, a word, <eos>), or null.")
+                                         or not 3 <= self.max_len <= MAX_LEN):
+            raise ConfigError("max_len", self.max_len, f"is out of range: from 3 (<bos>, a word, <eos>) to {MAX_LEN}, "
+                                                       "or null.")
         names = [s.name for s in self.stages]
         if names != sorted(names, key=STAGES.index) or len(set(names)) != len(names):
             raise ConfigError("stages", names, f"are not in the order {', '.join(STAGES)}, each at most once.")
@@ -120,8 +124,7 @@ class TrainConfig:
         """The stages' epochs rescaled to sum to ``total``, in proportion to the recipe's (largest remainders),
         every stage keeping at least one; stages are dropped from the front when ``total`` is smaller than
         their number (the last stages are the ones that write reports)."""
-        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-            raise ConfigError("epochs", total, "is out of range: it must be a whole number of at least 1.")
+        check_whole("epochs", total, 1, MAX_EPOCHS)
         stages = self.stages[-total:] if total < len(self.stages) else self.stages
         spare = total - len(stages)
         weights = [s.epochs for s in stages]

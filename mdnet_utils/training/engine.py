@@ -4,7 +4,8 @@
 
 * the parameters that learn (``trainable``): an image model's all; a report generator's image model
   (``"diagnosis"``), decoder (``"decoder"``, the image model frozen in eval mode) or all (``"end_to_end"``);
-* one AdamW with a one-cycle schedule over the stage's steps (``make_optimizer``);
+* one AdamW with a one-cycle schedule over the stage's steps (``make_optimizer``; a stage too short for one, with
+  at most one warm-up step, keeps its peak learning rate throughout instead, and the log says so);
 * the data order of each epoch from a ``DistributedSampler`` (shuffled from ``seed`` and the epoch; one process
   takes all of it, and under torchrun each process its share of every global batch, so N processes see the
   batches one process would);
@@ -20,6 +21,7 @@ resumed from it (``resume=``) continues exactly where it stopped. Budgets are ep
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -34,9 +36,11 @@ from mdnet_utils.models.mdnet import ReportGenerator, mdnet_loss
 from mdnet_utils.training.config import STAGES, Stage, TrainConfig
 from mdnet_utils.training.distributed import SINGLE, Distributed
 
-__all__ = ["augment", "trainable", "make_optimizer", "stage_loss", "run_epoch", "train", "Resume", "EpochEnd"]
+__all__ = ["augment", "trainable", "make_optimizer", "stage_loss", "run_epoch", "train", "Resume", "EpochEnd",
+           "ResumeMismatch", "one_cycle_fits"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -58,10 +62,23 @@ def trainable(model: nn.Module, stage: Stage) -> list[nn.Parameter]:
     return list(part.parameters())
 
 
+def one_cycle_fits(steps: int, warmup: float) -> bool:
+    """Whether ``steps`` are enough for a one-cycle schedule with ``warmup`` of them warming up. PyTorch's
+    ``OneCycleLR`` divides by ``warmup * steps - 1``: at 0 it raises ZeroDivisionError, below 0 its rates are
+    nonsense (one step: 4e-9, measured), so it needs more than one warm-up step."""
+    return warmup * steps > 1
+
+
 def make_optimizer(params: list[nn.Parameter], stage: Stage, steps: int):
     """AdamW at ``stage.lr`` with ``stage.weight_decay``, and a one-cycle schedule peaking at ``stage.lr`` after
-    ``stage.warmup`` of its ``steps`` (the whole stage)."""
+    ``stage.warmup`` of its ``steps`` (the whole stage); when the steps are too few for that
+    (``one_cycle_fits``), a constant rate ``stage.lr``, with a log line saying so."""
     opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+    if not one_cycle_fits(steps, stage.warmup):
+        log.info("stage %s has %d optimizer step%s, too few for a one-cycle schedule (warm-up %g of them): it "
+                 "keeps the learning rate %g throughout.", stage.name, steps, "" if steps == 1 else "s",
+                 stage.warmup, stage.lr)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=stage.lr, total_steps=steps, pct_start=stage.warmup)
     return opt, sched
 
@@ -136,6 +153,10 @@ class Resume:
     generator: torch.Tensor | None = None
 
 
+class ResumeMismatch(ValueError):
+    """A ``Resume`` whose saved optimizer, schedule or generator state does not fit the stage it continues."""
+
+
 @dataclass
 class EpochEnd:
     """What ``on_epoch`` receives after every epoch: enough to checkpoint the run and resume it exactly."""
@@ -183,9 +204,13 @@ def train(model: nn.Module, source: TensorCases | FileCases, stages: TrainConfig
         gen = torch.Generator().manual_seed(seed)
         first = 0
         if index == resume.stage and resume.epoch:
-            opt.load_state_dict(resume.optimizer)
-            sched.load_state_dict(resume.scheduler)
-            gen.set_state(resume.generator)
+            try:
+                opt.load_state_dict(resume.optimizer)
+                sched.load_state_dict(resume.scheduler)
+                gen.set_state(resume.generator)
+            except (ValueError, KeyError, TypeError, RuntimeError) as err:
+                raise ResumeMismatch(f"its optimizer, schedule or generator state does not fit stage {stage.name!r} "
+                                     f"({type(err).__name__}).") from None
             first = resume.epoch
         label = stage.name if not isinstance(progress, str) else progress if len(stages) == 1 else \
             f"{progress} ({stage.name})"

@@ -11,8 +11,10 @@
                        validation scores, "seconds"
     RUN/log.txt        what the run decided (no labels: class loss off, ...)
 
-The folder and its files appear when the first epoch ends (an unreadable image found in that epoch leaves
-nothing behind; one found later leaves a run that resumes from its last epoch).
+The folder and its first three files appear when training starts, after everything given and read has been
+checked; a bad input found in the first epoch (an unreadable image) leaves nothing behind, one found later leaves
+a run that resumes from its last epoch. While a process writes the folder it holds ``RUN/.lock`` (its PID and
+host; ``lock.RunLock``): a second writer is refused, a lock left by a dead process taken over.
 
 The recipe is the course's (``recipes.course_recipe("mdnet")``: the stages of notebooks 06-08) without its
 notebook-sized ``limit``s, changed by a config file and by keyword overrides (``resolve_configs``). Training
@@ -35,26 +37,30 @@ from pathlib import Path
 
 import torch
 
-from mdnet_utils.data.dataset import ReportDataset, read_annotation, training_vocab
+from mdnet_utils.data.dataset import ReportDataset, read_annotation, same_views, training_vocab
 from mdnet_utils.data.grades import CLASSES
 from mdnet_utils.data.loading import FileCases, ReportTiles, load_report_tiles
-from mdnet_utils.data.vocab import Vocabulary
-from mdnet_utils.errors import ConfigError, DatasetError
+from mdnet_utils.data.vocab import SPECIALS, Vocabulary
+from mdnet_utils.errors import ConfigError, DatasetError, Interrupted
 from mdnet_utils.evaluation.metrics import caption_scores
 from mdnet_utils.evaluation.reports import encode_tiles, evaluate_reports, generate_reports
-from mdnet_utils.io import write_json, write_text
+from mdnet_utils.io import remove_leftovers, write_json, write_text
 from mdnet_utils.models.config import MODEL_PRESETS, ModelConfig, build_model
 from mdnet_utils.training.checkpoint import load_checkpoint, load_training, save_checkpoint, save_training
 from mdnet_utils.training.config import TrainConfig
 from mdnet_utils.training.distributed import Distributed
-from mdnet_utils.training.engine import EpochEnd, Resume, train
+from mdnet_utils.training.engine import EpochEnd, Resume, ResumeMismatch, one_cycle_fits, train
+from mdnet_utils.training.lock import RunLock
 from mdnet_utils.training.recipes import course_recipe
+from mdnet_utils.training.resume import (FORMAT, RUN_FILES, check_state, foreign_files, read_config, same_settings,
+                                         saved_configs)
 
 __all__ = ["FORMAT", "default_configs", "resolve_configs", "train_run", "load_run", "evaluate_run"]
 
-FORMAT = "mdnet-run-v2"
 log = logging.getLogger(__name__)
 
+#: The most worker processes a run reads its images with.
+MAX_WORKERS = 64
 #: Keyword overrides of ``resolve_configs``: which configuration each one sets.
 OVERRIDES = ("epochs", "batch_size", "lr", "weight_decay", "seed", "image_size", "min_count", "max_len", "bf16")
 
@@ -108,29 +114,6 @@ def resolve_configs(model: str = "mdnet", file: dict | None = None, *, labelled:
     return model_cfg, training
 
 
-def _same_settings(saved: dict, model: str | None, config: dict | None, overrides: dict) -> None:
-    """A resumed run keeps its settings: what is not given comes from its config.json, and what is given must be
-    what started the run (repeating its command is fine); a change is refused, naming it."""
-    asked = saved.get("requested", {})
-    why = "differs from the run being resumed ({}): it keeps the settings in its config.json."
-    if model is not None and model != (asked.get("model") or "mdnet"):
-        raise ConfigError("model", model, why.format(asked.get("model") or "mdnet"))
-    if config is not None and config != asked.get("config"):
-        raise ConfigError("config", "the file", why.format("started with another configuration"))
-    stages = saved["training"]["stages"]
-    effective = {"epochs": sum(s["epochs"] for s in stages), "image_size": saved["model"]["image_size"],
-                 **{k: saved["training"][k] for k in ("seed", "min_count", "max_len", "bf16")}}
-    for key in ("batch_size", "lr", "weight_decay"):
-        values = sorted({s[key] for s in stages})
-        effective[key] = values[0] if len(values) == 1 else values
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        theirs = asked.get("overrides", {}).get(key, effective[key])
-        if value != theirs:
-            raise ConfigError(key, value, why.format(theirs))
-
-
 def _check_data(data: Path) -> dict:
     if not data.is_dir():
         raise DatasetError(f"{data}: no such data folder.")
@@ -140,16 +123,6 @@ def _check_data(data: Path) -> dict:
             raise DatasetError(f"{data / 'annotation.json'}: the split {split!r} is missing or empty (training "
                                "needs 'train' and 'val').")
     return splits
-
-
-def _read_config(run: Path) -> dict:
-    try:
-        cfg = json.loads((run / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise ValueError(f"{run}: not a training run (no readable config.json).") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-        raise ValueError(f"{run / 'config.json'}: not a config written by mdnet train ({FORMAT}).")
-    return cfg
 
 
 def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str | None = None,
@@ -162,41 +135,50 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str | N
     ``model`` (None: "mdnet"), ``config`` (a config file's dict) and the keyword ``overrides`` as in
     ``resolve_configs``.
     ``resume`` continues the run in ``out`` with the settings saved there (the same settings may be given again,
-    as when the command that started the run is repeated; other ones are refused).
+    as when the command that started the run is repeated; other ones are refused); a run stopped before its
+    first epoch ended (a config.json, no last.pt) starts again from epoch 0.
     ``num_workers`` processes read the training cases. ``stop_after`` ends the call after that many epochs (as
     an interruption would). Returns the whole history (one record per epoch).
+
+    Everything given and everything read is checked before anything is written; the run folder is locked while
+    this process writes it (``lock.RunLock``), and temporary files a killed run left there are removed.
     """
     data, out = Path(data), Path(out)
     dist = dist or Distributed.from_env()
     resolve_configs(model or "mdnet", config, **overrides)  # every value checked before anything else
-    _check_data(data)
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ConfigError("num_workers", num_workers, "is out of range: a whole number of at least 0.")
+    splits = _check_data(data)
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or not 0 <= num_workers <= MAX_WORKERS:
+        raise ConfigError("num_workers", num_workers, f"is out of range: a whole number from 0 to {MAX_WORKERS}.")
     requested = {"model": model, "config": config, "overrides": {k: v for k, v in overrides.items() if v is not None}}
+    state = {"history": [], "best": None}
+    at = Resume()
     if resume:
-        if not (out / "last.pt").exists():
-            raise ConfigError("resume", True, f"finds nothing to resume in {out} (no last.pt): start the run "
+        if not (out / "config.json").exists():
+            raise ConfigError("resume", True, f"finds nothing to resume in {out} (no config.json): start the run "
                                               "without `resume`.")
-        saved = _read_config(out)
-        try:
-            model_cfg, training = ModelConfig.from_dict(saved["model"]), TrainConfig.from_dict(saved["training"])
-            labelled = bool(saved["data"]["labelled"])
-            requested = saved.get("requested", requested)
-        except (KeyError, TypeError):
-            raise ValueError(f"{out / 'config.json'}: not a config written by mdnet train ({FORMAT}).") from None
-        _same_settings(saved, model, config, overrides)
+        saved = read_config(out)
+        model_cfg, training, labelled = saved_configs(out, saved)
+        requested = saved.get("requested", requested)
+        same_settings(saved, model, config, overrides)
         vocab = Vocabulary.load(out / "vocab.json")
-        train_ds = ReportDataset(data, "train", vocab=vocab)
+        if len(vocab) != model_cfg.vocab_size:
+            raise ValueError(f"{out / 'vocab.json'}: holds {len(vocab)} tokens, but the model of {out / 'config.json'} "
+                             f"has {model_cfg.vocab_size}.")
     else:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if dist.is_main and foreign_files(out):  # the main process alone: it may have started writing already
             raise ConfigError("out", str(out), "already holds files: continue that run with `resume`, or choose "
                                                "another `out`.")
         _, training = resolve_configs(model or "mdnet", config, **overrides)
         vocab = training_vocab(data, training.min_count)  # reads (and checks) every training entry
-        train_ds = ReportDataset(data, "train", vocab=vocab)
-        labelled = all(e["label"] >= 0 for e in train_ds.entries)
+        if len(vocab) == len(SPECIALS):
+            raise ConfigError("min_count", training.min_count, "leaves no word in the vocabulary (no word of the "
+                                                               "training reports is seen that often).")
+        labelled = all(e.get("label") is not None for e in splits["train"])
         model_cfg, training = resolve_configs(model or "mdnet", config, labelled=labelled, **overrides)
         model_cfg = model_cfg.replace(vocab_size=len(vocab))
+    train_ds = ReportDataset(data, "train", vocab=vocab)
+    val_ds = ReportDataset(data, "val", vocab=vocab)
+    same_views(train_ds, val_ds)  # validation reads cases as training does
     source = FileCases(train_ds, vocab, image_size=model_cfg.image_size, max_len=training.max_len)
     val = load_report_tiles(data, "val", vocab, image_size=model_cfg.image_size, max_len=training.max_len) \
         if dist.is_main else None
@@ -204,16 +186,22 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str | N
 
     torch.manual_seed(training.seed)
     net = build_model(model_cfg).to(device)
-    state = {"history": [], "best": None}
-    at = Resume()
-    if resume:
+    if resume and (out / "last.pt").exists():
         try:
             at, meta = load_training(out / "last.pt", net)
         except FileNotFoundError:
             raise ConfigError("resume", True, f"finds nothing to resume in {out} (no last.pt).") from None
-        except ValueError:
-            raise ValueError(f"{out / 'last.pt'}: not a checkpoint of this run, or corrupt.") from None
-        state = {"history": meta.get("history", []), "best": meta.get("best")}
+        except ValueError as err:
+            raise ValueError(str(err) if str(err).startswith(str(out / "last.pt")) else
+                             f"{out / 'last.pt'}: not a checkpoint of this run, or corrupt.") from None
+        state = check_state(out / "last.pt", at, meta, training)
+    elif resume:
+        log.info("%s: no epoch was saved before the run stopped: it starts again from epoch 1.", out)
+    if at.stage >= len(training.stages):
+        if dist.is_main:
+            RunLock(out).acquire().release()  # even a finished run is refused while another process writes it
+        log.info("%s: the run is complete (%d epochs); nothing to resume.", out, len(state["history"]))
+        return state["history"]
     notes = []
     if not resume:
         schedule = ", ".join(f"{s.name} {s.epochs}" for s in training.stages)
@@ -222,22 +210,67 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str | N
         if not labelled:
             notes.append("no labels in the training split: the class loss is off, and the attention's class "
                          "activation map is replaced by zeros (an unconditioned attention).")
+        for stage in training.stages:
+            steps = -(-(len(source.subset(stage.limit)) // dist.world) // (stage.batch_size // dist.world or 1))
+            if not one_cycle_fits(steps * stage.epochs, stage.warmup):
+                notes.append(f"stage {stage.name}: {steps * stage.epochs} optimizer steps are too few for a "
+                             f"one-cycle schedule; it keeps the learning rate {stage.lr:g} throughout.")
         for note in notes:
             log.info(note)
 
-    def start_folder() -> None:
-        """The run's files appear with its first epoch: an image found unreadable in that epoch leaves no folder."""
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", {"format": FORMAT, "model": model_cfg.to_dict(),
-                                         "training": training.to_dict(),
-                                         "data": {"path": str(data), "labelled": labelled},
-                                         "requested": requested})
-        vocab.save(out / "vocab.json")
-        write_text(out / "log.txt", "\n".join(notes) + "\n")
-    if at.stage >= len(training.stages):
-        log.info("%s: the run is complete (%d epochs); nothing to resume.", out, len(state["history"]))
-        return state["history"]
+    lock = RunLock(out) if dist.is_main else None
+    created = not out.exists()
+    if lock is not None:
+        lock.acquire()  # from here on this process writes the folder, and only this one
+    try:
+        if lock is not None:
+            if not resume and foreign_files(out):  # another writer got in between the check above and the lock
+                raise ConfigError("out", str(out), "already holds files: continue that run with `resume`, or "
+                                                   "choose another `out`.")
+            removed = remove_leftovers(out, RUN_FILES)
+            if removed:
+                log.info("%s: removed %d temporary file%s left by an interrupted run.", out, len(removed),
+                         "" if len(removed) == 1 else "s")
+            if not resume:
+                write_json(out / "config.json", {"format": FORMAT, "model": model_cfg.to_dict(),
+                                                 "training": training.to_dict(),
+                                                 "data": {"path": str(data), "labelled": labelled},
+                                                 "requested": requested})
+                vocab.save(out / "vocab.json")
+                write_text(out / "log.txt", "\n".join(notes) + "\n")
+        try:
+            _train(net, source, val, vocab, training, model_cfg, out, state, at, device=device, dist=dist,
+                   num_workers=num_workers, stop_after=stop_after, progress=progress)
+        except ResumeMismatch as err:
+            raise ValueError(f"{out / 'last.pt'}: {err}") from None
+    except KeyboardInterrupt:
+        total, done = training.epochs, len(state["history"])
+        if done:
+            raise Interrupted(f"{out}: interrupted in epoch {done + 1} of {total}; epoch {done} is saved: "
+                              "continue with `resume`.") from None
+        raise Interrupted(f"{out}: interrupted in epoch 1 of {total}, before an epoch was saved: `resume` starts "
+                          "it again.") from None
+    except Exception:
+        if lock is not None and not resume and not state["history"]:  # bad input found in the first epoch:
+            for name in ("config.json", "vocab.json", "log.txt"):      # leave nothing behind
+                (out / name).unlink(missing_ok=True)
+            lock.release()
+            if created:
+                try:
+                    out.rmdir()
+                except OSError:
+                    pass
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+    dist.barrier()
+    return state["history"]
 
+
+def _train(net, source, val, vocab, training, model_cfg, out, state, at, *, device, dist, num_workers, stop_after,
+           progress) -> None:
+    """The engine's loop, with each epoch's validation and files (``best.pt``, ``last.pt``, ``metrics.jsonl``)."""
     clock = [time.perf_counter()]
 
     def on_epoch(end: EpochEnd) -> None:
@@ -246,25 +279,25 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str | N
         if dist.is_main:
             record.update(_validate(net, val, vocab, end.stage.name, training.max_len or 60))
         record["seconds"] = time.perf_counter() - clock[0]
-        state["history"].append(record)
         if dist.is_main:
-            if not resume and not state["history"][:-1]:
-                start_folder()
             score = record.get("val_BLEU-4")
-            if score is not None and (state["best"] is None or score > state["best"]):
-                state["best"] = score
+            best = state["best"]
+            if score is not None and (best is None or score > best):
+                best = score
                 save_checkpoint(net, out / "best.pt", {"format": FORMAT, "training": training.to_dict(),
                                                        "epoch": record["epoch"], "val_BLEU-4": score})
-            save_training(out / "last.pt", net, end, {"format": FORMAT, "training": training.to_dict(), **state})
-            write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
+            history = state["history"] + [record]
+            save_training(out / "last.pt", net, end, {"format": FORMAT, "training": training.to_dict(),
+                                                      "history": history, "best": best})
+            state["best"] = best
+            write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
             log.debug("epoch %d (%s): %s", record["epoch"], end.stage.name,
                       ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float)))
+        state["history"].append(record)
         clock[0] = time.perf_counter()
 
     train(net, source, training, device=device, dist=dist, on_epoch=on_epoch, resume=at, stop_after=stop_after,
           num_workers=num_workers, progress=f"train {model_cfg.name}" if progress else False)
-    dist.barrier()
-    return state["history"]
 
 
 @torch.no_grad()
@@ -286,11 +319,8 @@ def load_run(run: str | os.PathLike, device: torch.device | None = None):
     """(model with the best weights, vocabulary, config dict) of a run folder, the model rebuilt from the
     ``ModelConfig`` saved there; one-sentence errors if it is not one."""
     run = Path(run)
-    cfg = _read_config(run)
-    try:
-        model_cfg = ModelConfig.from_dict(cfg["model"])
-    except (KeyError, TypeError):
-        raise ValueError(f"{run / 'config.json'}: not a config written by mdnet train ({FORMAT}).") from None
+    cfg = read_config(run)
+    model_cfg = saved_configs(run, cfg)[0]
     vocab = Vocabulary.load(run / "vocab.json")
     if not (run / "best.pt").exists():
         raise ValueError(f"{run}: no best.pt yet (the run has not finished a report-writing epoch).")
@@ -308,7 +338,7 @@ def evaluate_run(run: str | os.PathLike, data: str | os.PathLike, *, split: str 
         raise DatasetError(f"{data}: no such data folder.")
     if split not in read_annotation(data):
         raise DatasetError(f"{data}: no split {split!r}.")
-    training = TrainConfig.from_dict(cfg["training"])
+    training = saved_configs(Path(run), cfg)[1]
     tiles = load_report_tiles(data, split, vocab, image_size=net.config.image_size, max_len=training.max_len)
     scores = evaluate_reports(net, tiles, vocab, meteor=meteor, max_len=training.max_len or 60)
     if not bool((tiles.labels >= 0).any()):

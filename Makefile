@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv lab test quick unit notebooks run sync bench site student clean
+.PHONY: help venv lab test quick unit notebooks references check-references run sync bench site student clean
 
 help:
 	@echo "make lab    open JupyterLab on notebooks/ (installs .venv first if needed)"
@@ -14,6 +14,8 @@ help:
 	@echo "make run    execute every notebook in place, full mode (regenerates committed outputs)"
 	@echo "make sync   pair every notebook with its script in notebooks/py/ (jupytext), after an edit on either side"
 	@echo "make bench  print the benchmarks as JSON"
+	@echo "make references        train the reference models into checkpoints/ (hours on a CPU; resumable)"
+	@echo "make check-references  every shipped reference loads, is fresh and reproduces its figures (part of test)"
 	@echo "make site   render the course as static HTML into build/site (open build/site/index.html)"
 	@echo "make student write the student edition into student/ (solutions replaced by stubs, outputs cleared)"
 	@echo "make clean  remove .venv, generated data and runs"
@@ -38,7 +40,13 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	MDNET_FAST=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/ -q
 
-test: unit notebooks
+check-references: $(STAMP)
+	$(BIN)/python -m mdnet_utils reference --check
+
+references: $(STAMP)
+	$(BIN)/python -m mdnet_utils reference
+
+test: unit check-references notebooks
 
 quick: $(STAMP)
 	MDNET_FAST=1 $(BIN)/python -m pytest tests -q -m "not slow and not browser"

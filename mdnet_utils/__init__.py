@@ -47,6 +47,7 @@ class Config:
     root: Path = field(default_factory=_repo_root)
     data_dir: Path = field(default_factory=lambda: _repo_root() / "data")
     runs_dir: Path = field(default_factory=lambda: _repo_root() / "runs")
+    checkpoints_dir: Path = field(default_factory=lambda: _repo_root() / "checkpoints")  # the shipped references
     seed: int = 0
     image_size: int = 64
 

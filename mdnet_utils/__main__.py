@@ -14,6 +14,8 @@
               plot RUN [--out DIR]   (default DIR: RUN)
     bench     run a benchmark, print JSON:  bench data | resnet | train | data-path
     notebooks run [PATH ...]     execute notebooks in place, full mode (make run)
+    reference train the reference models (resumable, skips those up to date), list or check them:
+              reference [NAME ...] [--seeds K] [--list] [--check] [--out DIR]
     site      the course as static HTML (index.html + every notebook, MathJax bundled):  site [--out DIR]
     student   the student edition (solutions replaced by stubs, outputs cleared):        student [--out DIR]
 
@@ -31,27 +33,17 @@ never need.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
+from mdnet_utils.cli_errors import flags, runtime_failure, translate
 from mdnet_utils.errors import ConfigError, Interrupted  # cheap: errors imports nothing
 
 log = logging.getLogger("mdnet_utils")
-
-#: The flag of each setting a library error can name (``ConfigError.key``, or a `setting` in its reason).
-FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
-         "seed": "--seed", "image_size": "--image-size", "min_count": "--min-count", "max_len": "--max-len",
-         "bf16": "--bf16", "model": "--model", "num_workers": "--num-workers", "out": "--out", "resume": "--resume",
-         "config": "--config", "device": "--device", "beam_size": "--beam", "n_images": "--n-images",
-         "force": "--force", "size": "--size"}
-RUNTIME_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EROFS}
-
 
 class UsageError(Exception):
     """A command line that argparse refuses: one line, exit status 2."""
@@ -176,6 +168,39 @@ def _cmd_plot(args: argparse.Namespace) -> None:
         print(f"written {path}")
 
 
+def _cmd_reference(args: argparse.Namespace) -> None:
+    from mdnet_utils import config
+    from mdnet_utils.reference import REGISTRY, check_references, course_data, shipped, train_reference
+
+    out = Path(args.out) if args.out else config.checkpoints_dir
+    if args.seeds < 1:
+        raise UsageError(f"reference: --seeds {args.seeds} is out of range: at least 1.")
+    unknown = [n for n in args.names if n not in REGISTRY]
+    if unknown:
+        raise UsageError(f"reference: {unknown[0]!r} is not a reference model (see reference --list).")
+    if args.list:
+        have = shipped(out)
+        for name, ref in REGISTRY.items():
+            seeds = [s for n, s in have if n == name]
+            print(f"{name:22s} {ref.model.name:24s} epochs {ref.recipe.epochs:3d}  seeds {list(ref.seeds)}  "
+                  f"start {ref.start_from or '-':12s} shipped {seeds or 'none'}")
+        return
+    root = course_data(progress=not args.quiet)
+    if args.check:
+        checked, problems = check_references(root=root, out=out)
+        if problems:
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise ValueError(problems[0] + more)
+        print(f"{out}: {checked} shipped reference files checked: all load, are fresh and reproduce their figures"
+              if checked else f"{out}: no reference model shipped yet (train them with: make references)")
+        return
+    for name in args.names or list(REGISTRY):
+        for seed in REGISTRY[name].seeds[:args.seeds]:
+            meta = train_reference(name, seed, root=root, out=out, progress=not args.quiet)
+            test = ", ".join(f"{k} {v:.4f}" for k, v in meta["test"].items())
+            print(f"{name} seed {seed}: test {test} ({meta['seconds']:.0f} s of training)")
+
+
 def _cmd_site(args: argparse.Namespace) -> None:
     from mdnet_utils.course import build_site
 
@@ -283,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["run"])
     p.add_argument("paths", nargs="*", help="notebooks to run (default: all of notebooks/)")
 
+    p = command("reference", "train, list or check the reference models shipped in checkpoints/", _cmd_reference)
+    p.add_argument("names", nargs="*", metavar="NAME", help="models to train (default: the whole registry)")
+    p.add_argument("--seeds", type=int, default=3, help="train the first K seeds of each (default %(default)s)")
+    p.add_argument("--list", action="store_true", help="the registry and what is shipped")
+    p.add_argument("--check", action="store_true", help="every shipped file loads, is fresh and reproduces its "
+                                                        "figures on the first 200 test tiles")
+    p.add_argument("--out", help="folder of the references (default: the course's checkpoints/)")
+
     p = command("site", "render the course as a static HTML site (offline: MathJax bundled)", _cmd_site)
     p.add_argument("--out", default="build/site", help="folder to write (default %(default)s); a site written "
                                                        "before is replaced, another non-empty folder refused")
@@ -293,54 +326,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "before is replaced, another non-empty folder refused")
     p.add_argument("--force", action="store_true", help="replace --out even if this command did not write it")
     return parser
-
-
-def _one_line(text: str) -> str:
-    """An exception's message as one line. An error raised in a DataLoader worker arrives wrapped in a
-    traceback; its last line holds the original message."""
-    lines = [line for line in str(text).strip().splitlines() if line.strip()]
-    if len(lines) > 1 and lines[0].startswith("Caught ") and "Original Traceback" in text:
-        return re.sub(r"^[\w.]+: ", "", lines[-1].strip())
-    return " ".join(line.strip() for line in lines) or type(text).__name__
-
-
-def _given(args: argparse.Namespace, flag: str) -> bool:
-    """True when the command line set ``flag`` (flags without a value default to None, switches to False)."""
-    value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
-    return value is not None and value is not False  # identity: 0 is a value given
-
-
-def _flags(text: str) -> str:
-    """A library sentence in the command line's words: each `setting` becomes the flag that sets it."""
-    return re.sub(r"`(\w+)`", lambda m: FLAGS.get(m.group(1), m.group(1)), text)
-
-
-def translate(err: Exception, args: argparse.Namespace) -> str:
-    """A library error in the command line's words: a setting it names becomes the flag that set it."""
-    if not isinstance(err, ConfigError):
-        return _flags(_one_line(str(err)))
-    name = re.split(r"[.\]]", err.key)[-1]
-    reason = _flags(err.reason)
-    if name in FLAGS and _given(args, FLAGS[name]):
-        value = "" if isinstance(err.value, bool) else f" {err.value}"
-        return f"{FLAGS[name]}{value} {reason}"
-    where = f"{args.config}: " if getattr(args, "config", None) else ""
-    return f"{where}{err.key}={err.value!r} {reason}"
-
-
-def _runtime_failure(err: BaseException, args: argparse.Namespace) -> str | None:
-    """The one line for a failure while running (not the input's fault), or None if it is not one."""
-    torch = sys.modules.get("torch")  # only a command that imported torch can run out of its memory
-    out_of_memory = (MemoryError,) + ((torch.OutOfMemoryError,) if torch is not None else ())
-    what = f"mdnet {args.command}"
-    if isinstance(err, out_of_memory):
-        return f"{what} ran out of memory ({_one_line(str(err)) or 'MemoryError'}); try a smaller --batch-size."
-    if isinstance(err, OSError) and err.errno in RUNTIME_ERRNOS:
-        target = f" {err.filename}" if err.filename else ""
-        return f"{what} failed writing{target}: {err.strerror}."
-    if isinstance(err, (ValueError, OSError)):
-        return None
-    return f"{what} failed: {type(err).__name__}: {_one_line(str(err))} (--debug shows the traceback)."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,7 +352,7 @@ def _run(args: argparse.Namespace) -> int:
         args.func(args)
     except KeyboardInterrupt as e:  # Ctrl-C: one line, never a traceback; train says where it stopped
         if isinstance(e, Interrupted):
-            print(f"error: {_flags(str(e))}", file=sys.stderr)
+            print(f"error: {flags(str(e))}", file=sys.stderr)
         else:
             print(f"error: mdnet {args.command} interrupted.", file=sys.stderr)
         return 130
@@ -377,7 +362,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - every failure ends in one line (or a traceback with --debug)
         if args.debug:
             raise
-        failure = _runtime_failure(e, args)
+        failure = runtime_failure(e, args)
         if failure is not None:
             print(f"error: {failure}", file=sys.stderr)
             return 1

@@ -1,0 +1,138 @@
+"""Reference models: trained once per seed, stored as safetensors + JSON, resumable, skipped when up to date,
+and checked against today's data and recipe (a stale or tampered file is named)."""
+import json
+import shutil
+
+import pytest
+import safetensors.torch
+import torch
+
+from mdnet_utils import reference
+from mdnet_utils.__main__ import main
+from mdnet_utils.data import make_synthetic_dataset
+from mdnet_utils.models.config import MODEL_PRESETS
+from mdnet_utils.reference import Reference, check_references, load_reference, recipe_fingerprint, train_reference
+from mdnet_utils.training.config import Stage, TrainConfig
+from mdnet_utils.training.recipes import diagnosis_model
+
+IMAGE = TrainConfig((Stage("diagnosis", epochs=2, lr=3e-3, batch_size=16),), seed=0)
+REPORTS = TrainConfig((Stage("decoder", epochs=1, lr=3e-3, batch_size=16, clip=5.0, augment=False),
+                       Stage("end_to_end", epochs=1, lr=2e-3, batch_size=16, clip=5.0, reports_per_tile=2)),
+                      seed=0, min_count=1, max_len=60)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """A registry of two tiny references: an image model, and a report generator starting from it."""
+    entries = {
+        "tiny-image": Reference("tiny-image", diagnosis_model(8).replace(image_size=32), IMAGE, seeds=(0, 1)),
+        "tiny-reports": Reference("tiny-reports", MODEL_PRESETS["resnet-sat"].replace(
+            depth=8, vocab_size=4, num_classes=4, image_size=32, hidden_dim=32, attention_dim=32, embed_dim=16),
+            REPORTS, seeds=(0,), start_from="tiny-image")}
+    monkeypatch.setattr(reference, "REGISTRY", entries)
+    return entries
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("reference") / "ds", n_images=36, image_size=32, seed=5,
+                                  workers=1)
+
+
+def _weights(path):
+    return safetensors.torch.load_file(str(path))
+
+
+def test_a_reference_is_safetensors_and_json_whose_figures_come_from_the_stored_weights(tiny, data, tmp_path):
+    meta = train_reference("tiny-reports", 0, root=data, out=tmp_path, progress=False)
+    for name in ("tiny-image", "tiny-reports"):  # the image model it starts from was trained first
+        assert (tmp_path / name / "seed-0.safetensors").is_file() and (tmp_path / name / "seed-0.json").is_file()
+    assert not (tmp_path / ".work" / "tiny-reports").exists()  # the resume state is gone once it is done
+    stored = _weights(tmp_path / "tiny-reports" / "seed-0.safetensors")
+    assert {v.dtype for k, v in stored.items() if v.is_floating_point()} == {torch.float16}
+    assert set(meta) >= {"model", "recipe", "fingerprint", "vocab", "versions", "device", "seconds", "history",
+                         "best_epoch", "val", "test", "check"}
+    assert [r["stage"] for r in meta["history"]] == ["decoder", "end_to_end"]
+    assert meta["best_epoch"] == max(meta["history"], key=lambda r: r["val_BLEU-4"])["epoch"]  # chosen on val
+    model, vocab, saved = load_reference("tiny-reports", 0, out=tmp_path)
+    assert saved == json.loads((tmp_path / "tiny-reports" / "seed-0.json").read_text())
+    val = reference._split(data, "val", vocab, 60)
+    assert reference._score(model, val, vocab) == meta["val"]  # recomputed from the float16 file: equal
+    assert len(vocab) == model.config.vocab_size
+
+
+def test_a_reference_up_to_date_is_skipped_and_a_killed_one_resumes_to_the_same_weights(tiny, data, tmp_path):
+    straight = train_reference("tiny-image", 1, root=data, out=tmp_path / "a", progress=False)
+    again = train_reference("tiny-image", 1, root=data, out=tmp_path / "a", progress=False)
+    assert again == straight  # skipped: the JSON as it was
+    stopped = train_reference("tiny-image", 1, root=data, out=tmp_path / "b", progress=False, stop_after=1)
+    assert stopped["stopped_after"] == 1 and (tmp_path / "b" / ".work" / "tiny-image" / "seed-1" / "last.pt").exists()
+    resumed = train_reference("tiny-image", 1, root=data, out=tmp_path / "b", progress=False)
+    a, b = (_weights(tmp_path / x / "tiny-image" / "seed-1.safetensors") for x in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["test"] == straight["test"] and resumed["history"] == straight["history"]
+
+
+def test_check_passes_fresh_files_and_names_a_stale_or_tampered_one(tiny, data, tmp_path, monkeypatch):
+    train_reference("tiny-image", 0, root=data, out=tmp_path, progress=False)
+    assert check_references(root=data, out=tmp_path) == (1, [])
+    meta = json.loads((tmp_path / "tiny-image" / "seed-0.json").read_text())
+    assert set(meta["check"]) == {"accuracy", "class_loss"}
+
+    changed = tmp_path / "changed"
+    shutil.copytree(data, changed)
+    ann = json.loads((changed / "annotation.json").read_text())
+    ann["test"] = ann["test"][1:]
+    (changed / "annotation.json").write_text(json.dumps(ann))
+    _, problems = check_references(root=changed, out=tmp_path)
+    assert len(problems) == 1 and "tiny-image/seed-0.json: stale: the data changed" in problems[0]
+
+    entry = tiny["tiny-image"]
+    longer = Reference("tiny-image", entry.model, IMAGE.with_stages(epochs=3), seeds=(0,))
+    assert recipe_fingerprint(longer) != recipe_fingerprint(entry)
+    tiny["tiny-image"] = longer  # the registry of the fixture
+    _, problems = check_references(root=data, out=tmp_path)
+    assert "stale: the model or recipe in the registry changed" in problems[0]
+    tiny["tiny-image"] = entry
+
+    path = tmp_path / "tiny-image" / "seed-0.safetensors"
+    weights = _weights(path)
+    weights["fc.weight"] = torch.zeros_like(weights["fc.weight"])  # a tampered file: every logit 0 -> class 0
+    path.write_bytes(safetensors.torch.save(weights))
+    _, problems = check_references(root=data, out=tmp_path)
+    assert len(problems) == 1 and "the stored weights give" in problems[0] and "first 200 test tiles" in problems[0]
+
+    path.write_bytes(b"not safetensors")
+    _, problems = check_references(root=data, out=tmp_path)
+    assert "seed-0.safetensors: not readable weights" in problems[0]
+
+
+def test_the_command_lists_the_registry_and_checks_what_is_shipped(tiny, data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reference, "course_data", lambda **kw: data)
+    assert main(["reference", "--list", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-image" in out and "shipped none" in out
+    assert main(["-q", "reference", "tiny-image", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    assert "tiny-image seed 0: test accuracy" in capsys.readouterr().out
+    assert main(["reference", "--check", "--out", str(tmp_path)]) == 0
+    assert "1 shipped reference files checked: all load" in capsys.readouterr().out
+    (tmp_path / "tiny-image" / "seed-0.json").write_text("{}")
+    assert main(["reference", "--check", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seed-0.json: not a reference model's description" in err
+    assert main(["reference", "nothing", "--out", str(tmp_path)]) == 2
+    assert "'nothing' is not a reference model" in capsys.readouterr().err
+
+
+def test_the_registry_holds_every_model_the_notebooks_compare_with_three_seeds():
+    names = set(reference.REGISTRY)
+    assert {"resnet-8", "plain-8", "resnet-32", "plain-32", "resnet-32-decoupled", "ecnet-20-4", "mdnet",
+            "sat-ecnet-20-4", "resnet-sat"} <= names
+    for ref in reference.REGISTRY.values():
+        assert len(ref.seeds) >= 3 and all(s.limit is None for s in ref.recipe.stages)  # all of the training split
+        if ref.start_from is not None:
+            assert ref.start_from in names and not reference.REGISTRY[ref.start_from].reports
+    mdnet, sat = reference.REGISTRY["mdnet"], reference.REGISTRY["sat-ecnet-20-4"]
+    # like for like: the same backbone, decoder, recipe and start; only the attention differs
+    assert mdnet.model.replace(attention="soft") == sat.model and mdnet.recipe == sat.recipe
+    assert mdnet.start_from == sat.start_from

@@ -6,8 +6,8 @@ import torch
 from mdnet_utils.data import grades as G
 from mdnet_utils.data.reports import write_reports
 from mdnet_utils.evaluation import metrics
-from mdnet_utils.evaluation.metrics import (caption_scores, clinical_scores, clinical_truth, java_available,
-                                            report_agreement)
+from mdnet_utils.evaluation.metrics import (caption_scores, clinical_scores, clinical_truth, consistency,
+                                            java_available, leave_one_out_scores, report_agreement)
 
 BASE_KEYS = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"}
 
@@ -145,6 +145,58 @@ def test_report_agreement_scores_report_one_against_the_others():
     assert report_agreement([[same, other, other]])["ROUGE-L"] < 0.5
     with pytest.raises(ValueError):
         report_agreement([[same]])
+
+
+def test_every_choice_averages_the_ceiling_over_which_report_is_the_hypothesis():
+    a, b = "mild nuclear pleomorphism is present. low grade.", "severe crowding of the nuclei. high grade."
+    reports = [[a, a, b]]
+    each = [report_agreement([[r[k]] + r[:k] + r[k + 1:] for r in reports])["ROUGE-L"] for k in range(3)]
+    assert report_agreement(reports, every_choice=True)["ROUGE-L"] == pytest.approx(sum(each) / 3)
+    assert report_agreement(reports)["ROUGE-L"] == pytest.approx(each[0])  # the default: report 1 only
+
+
+def test_leave_one_out_scores_a_generated_report_against_as_many_references_as_the_ceiling():
+    a, b, c = ("mild nuclear pleomorphism is present. low grade.", "severe crowding of the nuclei. high grade.",
+               "no atypia is seen. normal urothelium.")
+    references = {"x": [a, b, c]}
+    loo = leave_one_out_scores(references, {"x": a}, meteor=False)
+    by_hand = [scores({"x": [b, c]}, {"x": a}), scores({"x": [a, c]}, {"x": a}), scores({"x": [a, b]}, {"x": a})]
+    assert loo["ROUGE-L"] == pytest.approx(sum(s["ROUGE-L"] for s in by_hand) / 3)
+    assert loo["BLEU-4"] < scores(references, {"x": a})["BLEU-4"]  # one reference fewer: no longer a perfect match
+    with pytest.raises(ValueError, match="same number"):
+        leave_one_out_scores({"x": [a, b], "y": [a, b, c]}, {"x": a, "y": a})
+
+
+def test_a_sixth_pathologist_scores_the_ceiling_like_for_like_and_above_it_against_all_five():
+    """A report drawn like the references (a "sixth pathologist") is what a perfect generator writes: scored
+    leave-one-out it meets the every-choice ceiling; scored against all five references, it beats it, which is
+    the bias that leave-one-out removes."""
+    rng = np.random.default_rng(1)
+    reps = []
+    for _ in range(200):
+        g, in_focus = G.sample_case(rng)
+        reps.append(write_reports(g, G.conclusion(g, in_focus), rng, n=6))
+    refs = {str(i): r[:5] for i, r in enumerate(reps)}
+    sixth = {str(i): r[5] for i, r in enumerate(reps)}
+    ceiling = report_agreement([r[:5] for r in reps], every_choice=True)["BLEU-4"]
+    like_for_like = leave_one_out_scores(refs, sixth)["BLEU-4"]
+    against_all = caption_scores(refs, sixth, meteor=False)["BLEU-4"]
+    assert abs(like_for_like - ceiling) < 0.02, (like_for_like, ceiling)
+    assert against_all > ceiling + 0.02, (against_all, ceiling)
+
+
+def test_consistency_is_the_conclusion_rule_applied_to_the_reports_own_grades():
+    rng = np.random.default_rng(0)
+    cases = [G.sample_case(rng) for _ in range(50)]
+    honest = [write_reports(g, G.conclusion(g, f), rng, n=1)[0] for g, f in cases]
+    assert consistency(honest) == {"consistency": 1.0, "read": 1.0, "consistency (read)": 1.0}
+    g = {f: G.GRADES[f][0] for f in G.FEATURES}  # every grade normal ...
+    contradiction = write_reports(g, "low grade", rng, n=1)[0]  # ... and a conclusion the rule never gives
+    garbled = "the tissue is pink."
+    s = consistency(honest[:2] + [contradiction, garbled])
+    assert s == {"consistency": 0.5, "read": 0.75, "consistency (read)": pytest.approx(2 / 3)}
+    out_of_focus = write_reports(g, "insufficient information", rng, n=1)[0]
+    assert consistency([out_of_focus])["consistency"] == 1.0  # the rule gives it to any grades out of focus
 
 
 def test_the_grammar_agrees_like_pathologists_do():

@@ -51,7 +51,10 @@ def test_a_run_folder_holds_config_vocabulary_checkpoints_and_metrics(data, tmp_
     assert cfg["model"]["backbone"] == "ecnet" and len(vocab) == cfg["model"]["vocab_size"]
     assert [s["epochs"] for s in cfg["training"]["stages"]] == [2, 1, 1]
     scores = evaluate_run(run, data, split="test", meteor=False)
-    assert {"diagnosis", "report", "clinical"} <= set(scores)   # "attention" too once it writes finding words
+    assert {"diagnosis", "report", "clinical", "consistency"} <= set(scores)  # "attention" once it names findings
+    like = scores["report, like for like"]  # each against 4 of the 5 references, generated and references alike
+    assert set(like) == {"generated (leave one out)", "references' agreement"}
+    assert like["generated (leave one out)"]["BLEU-4"] <= scores["report"]["BLEU-4"]
 
 
 def test_training_streams_the_train_split_and_holds_only_validation_in_memory(data, tmp_path, monkeypatch):
@@ -217,6 +220,7 @@ def test_two_view_cases_without_labels_train_and_evaluate_like_iu_xray(data, tmp
     assert enc.features.shape[0] == 2 and enc.class_logits.shape == (2, 4)
     scores = evaluate_run(tmp_path / "run", r2gen, meteor=False)
     assert "report" in scores and "diagnosis" not in scores and "clinical" not in scores
+    assert "consistency" not in scores  # nothing to read the reports against
 
 
 def test_a_corrupt_checkpoint_is_refused_in_one_line_when_resuming(data, tmp_path, capsys):

@@ -44,12 +44,13 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 
-from mdnet_utils.data.grades import FEATURES
+from mdnet_utils.data.grades import FEATURES, conclusion
 from mdnet_utils.data.truth import clinical_truth
 from mdnet_utils.data.reports import parse_report
 from mdnet_utils.data.vocab import tokenize
 
-__all__ = ["caption_scores", "report_agreement", "java_available", "clinical_scores", "clinical_truth"]
+__all__ = ["caption_scores", "leave_one_out_scores", "report_agreement", "java_available", "clinical_scores",
+           "clinical_truth", "consistency"]
 
 
 def _check_ids(expected: dict, hypotheses: dict, what: str) -> None:
@@ -138,20 +139,44 @@ def caption_scores(
     return scores
 
 
-def report_agreement(reports_per_image: list[list[str]], *, meteor: bool = False) -> dict[str, float]:
-    """How much the reports of one image agree: the human ceiling of a report generator.
+def leave_one_out_scores(references: dict[str, list[str]], hypotheses: dict[str, str], *,
+                         meteor: bool | None = False) -> dict[str, float]:
+    """``caption_scores`` like for like with ``report_agreement(..., every_choice=True)``: each hypothesis
+    against R - 1 of its image's R references, every score averaged over the R choices of the one left out.
+
+    Scored against all R references, a generated report has one reference more than a reference report has in
+    the agreement ceiling, and more references raise BLEU; here both are scored against R - 1. Every image needs
+    the same number R >= 2 of references (the k-th left out is the same for all images)."""
+    _check_ids(references, hypotheses, "references")
+    counts = {len(refs) for refs in references.values()}
+    if len(counts) != 1 or min(counts) < 2:
+        raise ValueError(f"every image needs the same number (at least 2) of references, not {sorted(counts)}.")
+    n = counts.pop()
+    runs = [caption_scores({i: refs[:k] + refs[k + 1:] for i, refs in references.items()}, hypotheses, meteor=meteor)
+            for k in range(n)]
+    return {key: sum(r[key] for r in runs) / n for key in runs[0] if all(key in r for r in runs)}
+
+
+def report_agreement(reports_per_image: list[list[str]], *, meteor: bool = False,
+                     every_choice: bool = False) -> dict[str, float]:
+    """How much the reports of one image agree: the ceiling of a report generator on these references.
 
     For each image, its first report is the hypothesis and its other reports the references
     ("report 1 scored against the other 4" for BCIDR's five reports); the scores are those of
-    :func:`caption_scores`, METEOR only with ``meteor=True`` (15 s). Every image needs at least
-    two reports.
+    :func:`caption_scores`, METEOR only with ``meteor=True`` (15 s). With ``every_choice``, each of an image's
+    R reports takes the hypothesis's place in turn, and every score is the mean over the R choices (what
+    ``leave_one_out_scores`` compares a generator with). Every image needs at least two reports.
     """
     short = [i for i, reps in enumerate(reports_per_image) if len(reps) < 2]
     if short:
         raise ValueError(f"images with fewer than two reports: {short[:10]}")
-    references = {str(i): list(reps[1:]) for i, reps in enumerate(reports_per_image)}
-    hypotheses = {str(i): reps[0] for i, reps in enumerate(reports_per_image)}
-    return caption_scores(references, hypotheses, meteor=meteor)
+    choices = range(min(len(reps) for reps in reports_per_image)) if every_choice else range(1)
+    runs = []
+    for k in choices:
+        references = {str(i): reps[:k] + reps[k + 1:] for i, reps in enumerate(reports_per_image)}
+        hypotheses = {str(i): reps[k] for i, reps in enumerate(reports_per_image)}
+        runs.append(caption_scores(references, hypotheses, meteor=meteor))
+    return {key: sum(r[key] for r in runs) / len(runs) for key in runs[0] if all(key in r for r in runs)}
 
 
 # --- clinical scores ------------------------------------------------------------------------
@@ -202,3 +227,24 @@ def clinical_scores(hypotheses: dict[str, str], truth: dict[str, dict]) -> dict[
     scores["features (mean)"] = sum(features) / len(features) if features else math.nan
     scores["read"] = fully_read / len(truth)
     return {k: float(v) for k, v in scores.items()}
+
+
+def consistency(reports: list[str]) -> dict[str, float]:
+    """Whether each report agrees with itself: the share of reports whose stated conclusion is the conclusion
+    rule (``data.grades.conclusion``) applied to the grades the same report states.
+
+    "insufficient information" agrees with any grades (the rule gives it to an out-of-focus tile whatever its
+    grades). A report whose five grades and conclusion cannot all be read counts as inconsistent: a report that
+    does not say what it concludes from is not consistent. Returns {"consistency": over all reports,
+    "read": the share read in full, "consistency (read)": over those}."""
+    if not reports:
+        raise ValueError("nothing to score: no reports.")
+    read = agree = 0
+    for report in reports:
+        said = parse_report(report)
+        if said["conclusion"] is None or any(g is None for g in said["grades"].values()):
+            continue
+        read += 1
+        agree += said["conclusion"] in ("insufficient information", conclusion(said["grades"]))
+    return {"consistency": agree / len(reports), "read": read / len(reports),
+            "consistency (read)": agree / read if read else math.nan}

@@ -42,7 +42,7 @@ from mdnet_utils.data.grades import CLASSES
 from mdnet_utils.data.loading import FileCases, ReportTiles, load_report_tiles
 from mdnet_utils.data.vocab import SPECIALS, Vocabulary
 from mdnet_utils.errors import ConfigError, DatasetError, Interrupted
-from mdnet_utils.evaluation.metrics import caption_scores
+from mdnet_utils.evaluation.metrics import caption_scores, consistency, leave_one_out_scores, report_agreement
 from mdnet_utils.evaluation.reports import encode_tiles, evaluate_reports, generate_reports
 from mdnet_utils.io import remove_leftovers, write_json, write_text
 from mdnet_utils.models.config import MODEL_PRESETS, ModelConfig, build_model
@@ -331,7 +331,10 @@ def load_run(run: str | os.PathLike, device: torch.device | None = None):
 
 def evaluate_run(run: str | os.PathLike, data: str | os.PathLike, *, split: str = "test",
                  meteor: bool | None = None) -> dict:
-    """Every Part III score the data supports, for the run's best model on ``split``; NaN scores left out."""
+    """Every Part III score the data supports, for the run's best model on ``split``; NaN scores left out. Besides
+    ``evaluate_reports``' groups: "report, like for like" (with two or more reports a tile: the generated reports
+    scored leave-one-out, beside the references' own agreement over every choice, each against R - 1 reports)
+    and, where grades or labels give the reports something to be read against, "consistency"."""
     net, vocab, cfg = load_run(run)
     data = Path(data)
     if not data.is_dir():
@@ -340,11 +343,19 @@ def evaluate_run(run: str | os.PathLike, data: str | os.PathLike, *, split: str 
         raise DatasetError(f"{data}: no split {split!r}.")
     training = saved_configs(Path(run), cfg)[1]
     tiles = load_report_tiles(data, split, vocab, image_size=net.config.image_size, max_len=training.max_len)
-    scores = evaluate_reports(net, tiles, vocab, meteor=meteor, max_len=training.max_len or 60)
+    generated = generate_reports(net, tiles.images, vocab, max_len=training.max_len or 60)
+    scores = evaluate_reports(net, tiles, vocab, generated=generated, meteor=meteor, max_len=training.max_len or 60)
+    if tiles.tokens.shape[1] >= 2:  # like for like: generated and reference reports each against R - 1 others
+        hypotheses = dict(zip(tiles.ids, generated.texts))
+        scores["report, like for like"] = {
+            "generated (leave one out)": leave_one_out_scores(tiles.references(), hypotheses),
+            "references' agreement": report_agreement(tiles.reports, every_choice=True)}
     if not bool((tiles.labels >= 0).any()):
         scores.pop("diagnosis")
     if not bool((tiles.grades >= 0).any()) and not bool((tiles.labels >= 0).any()):
         scores.pop("clinical")  # nothing to read the reports against
+    else:
+        scores["consistency"] = consistency(generated.texts)
     if scores["attention"].get("all", {}).get("words", 0) == 0:
         scores.pop("attention")  # no masks, or no finding words
 

@@ -56,7 +56,8 @@ from mdnet_utils.data import CLASSES, FEATURES, make_synthetic_dataset
 from mdnet_utils.data.dataset import build_vocab
 from mdnet_utils.data.loading import load_report_tiles
 from mdnet_utils.evaluation.localisation import finding_words
-from mdnet_utils.evaluation.metrics import caption_scores, java_available, report_agreement
+from mdnet_utils.evaluation.metrics import (caption_scores, consistency, java_available, leave_one_out_scores,
+                                            report_agreement)
 from mdnet_utils.evaluation.reports import evaluate_reports, generate_reports
 from mdnet_utils.evaluation.retrieval import rank_by_query
 from mdnet_utils.training.recipes import report_generator
@@ -125,31 +126,42 @@ plt.show()
 # ## 2. One table: diagnosis, reports, clinical content, attention
 #
 # Every score is computed on the test split from **free-running** (greedy) reports. Beside each, what it should
-# be read against: the five pathologists' agreement for the report scores (`report_agreement`: report 1 against
-# the other four), chance for the attention. The attention is scored for the words that name a finding
-# (`finding_words`: a feature's keyword and its grade, e.g. "frequent mitoses"): the share of the word's
-# attention mass inside the ground-truth mask (the lesion for nuclear features, the mitotic figures for
-# mitosis words) and the pointing game, each against a uniform map. METEOR needs Java; where Java is missing the
-# column is left out, never filled with a made-up 0.
+# be read against: for the report scores, the agreement of the synthetic references among themselves, scored
+# like for like (notebook 06): each generated report against four of the tile's five references, averaged over
+# the five choices of the one left out (`leave_one_out_scores`), and each reference against the other four,
+# averaged over which one (`report_agreement(..., every_choice=True)`). METEOR (Java, 15 s a call) is scored as
+# before, the generated reports against all five references and reference 1 against the other four: like for
+# like it would take fifteen calls. Chance is the reference for the attention. The attention is scored for the
+# words that name a finding (`finding_words`: a feature's keyword and its grade, e.g. "frequent mitoses"): the
+# share of the word's attention mass inside the ground-truth mask (the lesion for nuclear features, the mitotic
+# figures for mitosis words) and the pointing game, each against a uniform map. *Consistency* asks whether a
+# report agrees with itself: the share of reports whose stated conclusion is the conclusion rule applied to the
+# grades the same report states (`consistency`). Where Java is missing, METEOR is left out, never filled with a
+# made-up 0.
 
 # %%
 meteor = java_available()
 print("METEOR:", "computed (Java found)" if meteor else "left out: no Java on the PATH (pycocoevalcap's METEOR is a Java program)")
-ceiling = report_agreement(test.reports, meteor=meteor)
+ceiling = report_agreement(test.reports, every_choice=True)
+if meteor:
+    ceiling["METEOR"] = report_agreement(test.reports, meteor=True)["METEOR"]
 generated, scores = {}, {}
 for kind, model in models.items():
     generated[kind] = generate_reports(model, test.images, vocab)
     scores[kind] = evaluate_reports(model, test, vocab, generated=generated[kind])
+    hypotheses = dict(zip(test.ids, generated[kind].texts))
+    scores[kind]["report, like for like"] = leave_one_out_scores(test.references(), hypotheses)
     if meteor:
-        scores[kind]["report"] = caption_scores(test.references(), dict(zip(test.ids, generated[kind].texts)),
-                                                meteor=True)
+        scores[kind]["report, like for like"]["METEOR"] = caption_scores(test.references(), hypotheses,
+                                                                         meteor=True)["METEOR"]
+    scores[kind]["consistency"] = consistency(generated[kind].texts)["consistency"]
 
 def row(s):
     att = s["attention"]
-    return {"diagnosis accuracy": s["diagnosis"], **s["report"],
+    return {"diagnosis accuracy": s["diagnosis"], **s["report, like for like"],
             "clinical: features (mean)": s["clinical"]["features (mean)"],
             "clinical: worst feature": min(s["clinical"][f] for f in FEATURES),
-            "clinical: conclusion": s["clinical"]["conclusion"],
+            "clinical: conclusion": s["clinical"]["conclusion"], "consistency": s["consistency"],
             "attention in lesion": att["lesion"]["mass_inside"], "(uniform)": att["lesion"]["mass_inside_uniform"],
             "attention on mitoses": att["mitosis"]["mass_inside"],
             "(uniform) ": att["mitosis"]["mass_inside_uniform"],
@@ -157,7 +169,7 @@ def row(s):
             "(uniform)  ": att["mitosis"]["pointing_game_uniform"]}
 
 table = pd.DataFrame({KINDS[k]: row(s) for k, s in scores.items()})
-table["five pathologists"] = pd.Series(ceiling)
+table["synthetic references (each vs the other 4)"] = pd.Series(ceiling)
 print(table.to_string(float_format="{:.3f}".format, na_rep="-"))
 
 # %%
@@ -173,10 +185,11 @@ s = scores["mdnet"]
 lesion, mitosis = s["attention"]["lesion"], s["attention"]["mitosis"]
 checks = [
     ("diagnosis accuracy >= 0.95", s["diagnosis"], s["diagnosis"] >= 0.95),
-    (f"BLEU-4 >= 0.9 x ceiling ({0.9 * ceiling['BLEU-4']:.3f})", s["report"]["BLEU-4"],
-     s["report"]["BLEU-4"] >= 0.9 * ceiling["BLEU-4"]),
+    (f"BLEU-4 like for like >= 0.9 x ceiling ({0.9 * ceiling['BLEU-4']:.3f})", s["report, like for like"]["BLEU-4"],
+     s["report, like for like"]["BLEU-4"] >= 0.9 * ceiling["BLEU-4"]),
     ("every feature read correctly >= 0.90", min(s["clinical"][f] for f in FEATURES),
      min(s["clinical"][f] for f in FEATURES) >= 0.9),
+    ("consistency >= 0.97", s["consistency"], s["consistency"] >= 0.97),
     ("attention on mitoses >= 2 x uniform", mitosis["ratio"], mitosis["ratio"] >= 2),
     ("attention in lesion >= 2 x uniform", lesion["ratio"], lesion["ratio"] >= 2),
 ]
@@ -195,10 +208,15 @@ print(f"(the lesion covers {lesion['mass_inside_uniform']:.0%} of a tile on aver
 #   is about the grades, and the diagnosis follows from the grades. One seed each: read the gain, the margin over
 #   the target and the 0.1 point between MDNet and the baseline as within what one seed can tell. The paper
 #   reports MDNet ahead of its baselines; on the diagnosis, this run shows a tie.
-# - *BLEU-4* above the pathologists' agreement does not mean better than a pathologist: the model writes the most
-#   common phrasing, which matches some reference more often than a pathologist's own wording (notebook 06).
-#   MDNet is ahead of the baseline on every report score, as in the paper, but by one to three points of BLEU and
-#   ROUGE-L (CIDEr by 0.16, METEOR by less than one point): small margins for one seed.
+# - *BLEU-4, like for like*: MDNet 0.699, the baseline 0.675, the synthetic references' own agreement 0.682.
+#   MDNet above the references does not mean better than a pathologist: the model writes the most common
+#   phrasing, which matches some reference more often than one reference's own wording does (notebook 06), and
+#   ROUGE-L and CIDEr are above the references' for both models. MDNet is ahead of the baseline on every report
+#   score, as in the paper, but by one to two and a half points of BLEU and ROUGE-L (CIDEr by 0.15, METEOR by less
+#   than one point): small margins for one seed.
+# - *Consistency*: 96.5 % of MDNet's reports state the conclusion that the rule gives for the grades they state
+#   themselves, 91.8 % of the baseline's; the 97 % target is not met. A report that contradicts itself is a
+#   failure BLEU cannot see, and the clinical score sees it only against the truth.
 # - *Clinical scores* are limited by what the image features carry. The image model was pre-trained on the
 #   diagnosis, which depends on the sum of the grades; stage 3 lets the word loss reach into the features (MDNet's
 #   mean of 0.82 is well above its value after stage 2 in notebook 06, pleomorphism, at 0.96, most of all), but a
@@ -333,8 +351,8 @@ plt.show()
 # - MDNet = an EcNet that diagnoses + an LSTM that writes the report, its attention steered by the CAM of the
 #   predicted class (Eq. 14); trained in three stages, the last end to end with $L_{words} + 0.1\,L_{class}$.
 # - One table compares it with a Show-Attend-Tell baseline on a ResNet: diagnosis, free-running report scores
-#   against the pathologists' agreement, a clinical score read back from the reports, and attention
-#   localisation against chance. The targets are printed above with the figures this run reached.
+#   like for like against the synthetic references' own agreement, a clinical score read back from the reports,
+#   the reports' consistency with themselves, and attention localisation against chance. The targets are printed above with the figures this run reached.
 # - Per-word attention overlays, a diagnosis card and retrieval by symptom description are what make the model
 #   inspectable; the attention is evidence of where the model looked, not proof of why it wrote a word.
 

@@ -104,6 +104,7 @@ def _registry() -> dict[str, Reference]:
                Reference("resnet-32", diagnosis_model(32), image),
                Reference("plain-32", diagnosis_model(32, plain=True), image),
                Reference("resnet-32-decoupled", diagnosis_model(32, decoupled=True), image),
+               Reference("literal-ecnet-11-6", ModelConfig(backbone="ecnet-literal", depth=11, width=6, **four), image),
                Reference("ecnet-20-4", MODEL_PRESETS["mdnet"].replace(**four), image),
                # report generators: vocab_size 4 (the special tokens) stands for "the training split's vocabulary"
                Reference("mdnet", MODEL_PRESETS["mdnet"].replace(vocab_size=4, **four), reports,

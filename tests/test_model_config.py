@@ -6,7 +6,7 @@ import torch
 
 from mdnet_utils.errors import ConfigError
 from mdnet_utils.models import (MODEL_PRESETS, DecoupledResNet, ModelConfig, ReportGenerator, build_model, ecnet,
-                                mdnet, resnet_sat)
+                                literal_ecnet, mdnet, resnet_sat)
 from mdnet_utils.models.resnet import cifar_resnet
 
 
@@ -53,6 +53,11 @@ def test_build_model_draws_the_same_weights_as_the_builders_it_replaces():
     e = build_model(ModelConfig(backbone="resnet", depth=32, width=1, head="decoupled"))
     assert isinstance(e, DecoupledResNet) and same(d.stem, e.stem)
     assert isinstance(resnet_sat(40).config, ModelConfig)
+    torch.manual_seed(2)
+    f = literal_ecnet(11, 6, 4, stem_stride=2)  # notebook 05's literal ensemble-connection net
+    torch.manual_seed(2)
+    g = build_model(ModelConfig(backbone="ecnet-literal", depth=11, width=6))
+    assert same(f, g) and g.config.name == "literal-EcNet-11-6"
 
 
 def test_an_unconditioned_model_gives_a_zero_cam_and_cannot_be_switched_afterwards():

@@ -126,8 +126,8 @@ def test_the_command_lists_the_registry_and_checks_what_is_shipped(tiny, data, t
 
 def test_the_registry_holds_every_model_the_notebooks_compare_with_three_seeds():
     names = set(reference.REGISTRY)
-    assert {"resnet-8", "plain-8", "resnet-32", "plain-32", "resnet-32-decoupled", "ecnet-20-4", "mdnet",
-            "sat-ecnet-20-4", "resnet-sat"} <= names
+    assert {"resnet-8", "plain-8", "resnet-32", "plain-32", "resnet-32-decoupled", "literal-ecnet-11-6", "ecnet-20-4",
+            "mdnet", "sat-ecnet-20-4", "resnet-sat"} <= names
     for ref in reference.REGISTRY.values():
         assert len(ref.seeds) >= 3 and all(s.limit is None for s in ref.recipe.stages)  # all of the training split
         if ref.start_from is not None:

@@ -5,7 +5,7 @@ network from it alone (``build_model``), never from today's defaults in code, so
 breaks a saved run.
 
     backbone      "resnet" (pre-activation CIFAR ResNet), "plain" (the same without shortcuts), "ecnet" (the
-                  authors' released EcNet, Eq. (10))
+                  authors' released EcNet, Eq. (10)), "ecnet-literal" (Eq. (10) taken literally, notebook 05)
     depth, width  the backbone's depth and widen factor (ResNet-32: 32, 1; EcNet-20-4: 20, 4)
     head          "shared" (one classifier, Eqs. (7)-(8)) or "decoupled" (one per member of the last stage,
                   Eq. (9); "resnet" backbones only, and image models only)
@@ -26,13 +26,13 @@ from mdnet_utils.errors import ConfigError
 from mdnet_utils.models.attention import CamAttention, SoftAttention
 from mdnet_utils.models.decoder import ReportDecoder
 from mdnet_utils.models.decoupled import DecoupledResNet
-from mdnet_utils.models.ecnet import ecnet
+from mdnet_utils.models.ecnet import ecnet, literal_ecnet
 from mdnet_utils.models.mdnet import ReportGenerator, feature_grid
 from mdnet_utils.models.resnet import cifar_resnet
 
 __all__ = ["ModelConfig", "build_model", "mdnet", "resnet_sat", "BACKBONES", "HEADS", "ATTENTIONS", "MODEL_PRESETS"]
 
-BACKBONES = ("resnet", "plain", "ecnet")
+BACKBONES = ("resnet", "plain", "ecnet", "ecnet-literal")
 #: The largest image side a model takes: larger ones would need tens of GB for one batch on a CPU.
 MAX_IMAGE_SIZE = 1024
 HEADS = ("shared", "decoupled")
@@ -116,8 +116,9 @@ class ModelConfig:
     def name(self) -> str:
         """A short name: ResNet-32, plain-8, EcNet-20-4, ResNet-32-decoupled (plus "+cam"/"+soft" with a decoder)."""
         base = {"resnet": f"ResNet-{self.depth}", "plain": f"plain-{self.depth}",
-                "ecnet": f"EcNet-{self.depth}-{self.width}"}[self.backbone]
-        if self.backbone != "ecnet" and self.width != 1:
+                "ecnet": f"EcNet-{self.depth}-{self.width}",
+                "ecnet-literal": f"literal-EcNet-{self.depth}-{self.width}"}[self.backbone]
+        if not self.backbone.startswith("ecnet") and self.width != 1:
             base += f"x{self.width}"
         if self.head == "decoupled":
             base += "-decoupled"
@@ -147,6 +148,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     model alone under the same seed. The result carries ``cfg`` as ``.config``."""
     if cfg.backbone == "ecnet":
         image_model = ecnet(cfg.depth, cfg.width, cfg.num_classes, stem_stride=cfg.stem_stride)
+    elif cfg.backbone == "ecnet-literal":
+        image_model = literal_ecnet(cfg.depth, cfg.width, cfg.num_classes, stem_stride=cfg.stem_stride)
     else:
         image_model = cifar_resnet(cfg.depth, preact=True, plain=cfg.backbone == "plain", widen_factor=cfg.width,
                                    num_classes=cfg.num_classes, stem_stride=cfg.stem_stride)

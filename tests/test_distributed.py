@@ -40,3 +40,21 @@ def test_two_processes_follow_one_with_the_same_global_batch(tmp_path):
             assert (x is None) == (y is None)
             if x is not None:
                 assert abs(x - y) <= TOLERANCE * abs(x), (one, two)
+
+
+@pytest.mark.slow  # two torchrun processes: about 10 s
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="torchrun is not installed beside this python")
+def test_a_refusal_by_the_main_process_ends_every_process_with_its_reason(tmp_path):
+    data = make_synthetic_dataset(tmp_path / "ds", n_images=36, image_size=32, seed=5, workers=1)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")  # only the main process looks at the folder: it refuses
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "mdnet_utils", "-q", "train",
+                        "--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                        "--image-size", "32"], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                       text=True, timeout=120)  # no process waits for the main one: a refusal, not a hang
+    assert r.returncode != 0
+    assert "already holds files" in r.stderr and "the main process of this run refused it" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

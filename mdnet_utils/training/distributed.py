@@ -79,6 +79,16 @@ class Distributed:
         if self.active:
             dist.barrier()
 
+    def agree(self, ok: bool) -> bool:
+        """Whether every process is ``ok`` (each passes its own flag; every process gets the answer): a step only
+        one process takes (the main process locking and writing the run folder) cannot fail in that process
+        alone while the others wait for it in a collective."""
+        if not self.active:
+            return ok
+        flag = torch.tensor([1 if ok else 0], dtype=torch.int64)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
 
 #: One process, no process group: what notebooks and tests run as.
 SINGLE = Distributed()

@@ -165,7 +165,7 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str | N
             raise ValueError(f"{out / 'vocab.json'}: holds {len(vocab)} tokens, but the model of {out / 'config.json'} "
                              f"has {model_cfg.vocab_size}.")
     else:
-        if dist.is_main and foreign_files(out):  # the main process alone: it may have started writing already
+        if not dist.active and foreign_files(out):  # early, before the data is read (under torchrun: after the lock)
             raise ConfigError("out", str(out), "already holds files: continue that run with `resume`, or choose "
                                                "another `out`.")
         _, training = resolve_configs(model or "mdnet", config, **overrides)
@@ -219,25 +219,36 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str | N
             log.info(note)
 
     lock = RunLock(out) if dist.is_main else None
-    created = not out.exists()
-    if lock is not None:
-        lock.acquire()  # from here on this process writes the folder, and only this one
+    created, wrote = not out.exists(), False  # wrote: this call wrote the run's first files (and may remove them)
     try:
         if lock is not None:
-            if not resume and foreign_files(out):  # another writer got in between the check above and the lock
-                raise ConfigError("out", str(out), "already holds files: continue that run with `resume`, or "
-                                                   "choose another `out`.")
-            removed = remove_leftovers(out, RUN_FILES)
-            if removed:
-                log.info("%s: removed %d temporary file%s left by an interrupted run.", out, len(removed),
-                         "" if len(removed) == 1 else "s")
-            if not resume:
-                write_json(out / "config.json", {"format": FORMAT, "model": model_cfg.to_dict(),
-                                                 "training": training.to_dict(),
-                                                 "data": {"path": str(data), "labelled": labelled},
-                                                 "requested": requested})
-                vocab.save(out / "vocab.json")
-                write_text(out / "log.txt", "\n".join(notes) + "\n")
+            lock.acquire()  # from here on this process writes the folder, and only this one
+    except BaseException:
+        dist.agree(False)  # the other processes stop too, instead of waiting for this one
+        raise
+    try:
+        if lock is not None:
+            try:
+                if not resume and foreign_files(out):  # under torchrun the first check; else a writer got in between
+                    raise ConfigError("out", str(out), "already holds files: continue that run with `resume`, or "
+                                                       "choose another `out`.")
+                removed = remove_leftovers(out, RUN_FILES)
+                if removed:
+                    log.info("%s: removed %d temporary file%s left by an interrupted run.", out, len(removed),
+                             "" if len(removed) == 1 else "s")
+                if not resume:
+                    write_json(out / "config.json", {"format": FORMAT, "model": model_cfg.to_dict(),
+                                                     "training": training.to_dict(),
+                                                     "data": {"path": str(data), "labelled": labelled},
+                                                     "requested": requested})
+                    wrote = True
+                    vocab.save(out / "vocab.json")
+                    write_text(out / "log.txt", "\n".join(notes) + "\n")
+            except BaseException:
+                dist.agree(False)
+                raise
+        if not dist.agree(True):
+            raise ValueError(f"{out}: the main process of this run refused it (its message says why).")
         try:
             _train(net, source, val, vocab, training, model_cfg, out, state, at, device=device, dist=dist,
                    num_workers=num_workers, stop_after=stop_after, progress=progress)
@@ -251,8 +262,8 @@ def train_run(data: str | os.PathLike, out: str | os.PathLike, *, model: str | N
         raise Interrupted(f"{out}: interrupted in epoch 1 of {total}, before an epoch was saved: `resume` starts "
                           "it again.") from None
     except Exception:
-        if lock is not None and not resume and not state["history"]:  # bad input found in the first epoch:
-            for name in ("config.json", "vocab.json", "log.txt"):      # leave nothing behind
+        if wrote and not state["history"]:  # bad input found in the first epoch: leave nothing behind
+            for name in ("config.json", "vocab.json", "log.txt"):
                 (out / name).unlink(missing_ok=True)
             lock.release()
             if created:

@@ -140,11 +140,6 @@ def _remove_stale(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-#: The most pixels an image may have (PIL's own decompression-bomb limit, about 89 million): a file whose
-#: header claims more is refused before it is decoded.
-MAX_PIXELS = 89_478_485
-
-
 def write_owned_folder(out: str | os.PathLike, fill: Callable[[Path], None], *, marker: str,
                        force: bool = False) -> Path:
     """``write_folder`` for a folder that a command owns: the new folder carries the file ``marker``, and an
@@ -161,6 +156,11 @@ def write_owned_folder(out: str | os.PathLike, fill: Callable[[Path], None], *, 
         fill(tmp)
         (tmp / marker).write_text("written by mdnet_utils; the folder is replaced whole when it is written again\n")
     return write_folder(out, marked)
+
+
+#: The most pixels an image may have (PIL's own decompression-bomb limit, about 89 million): a file whose
+#: header claims more is refused before it is decoded.
+MAX_PIXELS = 89_478_485
 
 
 def read_image(path: str | os.PathLike, *, gray: bool = False) -> "torch.Tensor":

@@ -85,18 +85,12 @@ def _earlier_records(out: Path) -> list[dict]:
     return records
 
 
-def _written_before(out: Path) -> set[str]:
-    """The files an earlier ``report`` wrote in ``out``: its reports.json and the cards that one lists."""
-    records = _earlier_records(out)
-    return {"reports.json", *(r["png"] for r in records)} if records else set()
-
-
-def _check_targets(out: Path, paths: list[Path], stems: list[str]) -> None:
+def _check_targets(out: Path, paths: list[Path], stems: list[str], earlier: list[dict]) -> None:
     """Refuse, before anything is written, to write over an input image or over any file that an earlier
-    ``report`` did not write itself (its reports.json lists what it wrote)."""
+    ``report`` did not write itself (``earlier``: the records of its reports.json, which list what it wrote)."""
     targets = [out / f"{s}.png" for s in stems] + [out / "reports.json"]
     inputs = {p.resolve() for p in paths if p.exists()}
-    ours = _written_before(out) if out.is_dir() else set()
+    ours = {"reports.json", *(r["png"] for r in earlier)} if earlier else set()
     for target in targets:
         if target.resolve() in inputs:
             raise ValueError(f"{target}: is one of the input images; its card would overwrite it (choose another "
@@ -122,7 +116,8 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
     stems = [p.stem for p in paths]
     if (clash := next((s for s in stems if stems.count(s) > 1), None)) is not None:
         raise ValueError(f"two images share the name {clash!r}: their cards would both be {clash}.png.")
-    _check_targets(out, paths, stems)
+    earlier = _earlier_records(out)
+    _check_targets(out, paths, stems, earlier)
     model, vocab, cfg = load_run(run)
     tiles = torch.stack([_load_tile(p, model.config.image_size) for p in paths])
     remove_leftovers(out, [f"{s}.png" for s in stems] + ["reports.json"])  # what a killed report left
@@ -153,7 +148,7 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
         records.append({"image": str(images[i]), "diagnosis": diagnosis, "confidence": confidence,
                         "report": gen.texts[i], "png": f"{path.stem}.png"})
     new = {r["png"] for r in records}  # reports.json lists every card of the folder, earlier ones too
-    write_json(out / "reports.json", [r for r in _earlier_records(out) if r["png"] not in new] + records)
+    write_json(out / "reports.json", [r for r in earlier if r["png"] not in new] + records)
     return records
 
 

@@ -71,8 +71,11 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict:
     """Load a checkpoint written by ``save_checkpoint`` (or ``save_training``) into ``model``; returns its
     ``meta``. A file that does not fit the model gets a one-sentence ``ValueError`` naming it."""
     path = Path(path)
-    device = next(model.parameters()).device
-    ckpt = read_checkpoint(path, device)
+    return _load_into(model, read_checkpoint(path, next(model.parameters()).device), path)
+
+
+def _load_into(model: nn.Module, ckpt: dict, path: Path) -> dict:
+    """The weights of a checkpoint already read into ``model``; its ``meta``."""
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError) as e:
@@ -118,7 +121,7 @@ def load_training(path: str | os.PathLike, model: nn.Module) -> tuple[Resume, di
     if "resume" not in ckpt or "rng" not in ckpt:
         raise ValueError(f"{path}: a model checkpoint, not a training state to resume from.")
     at = _check_resume(path, ckpt)  # everything read is checked before the model or the RNG is touched
-    meta = load_checkpoint(model, path)
+    meta = _load_into(model, ckpt, path)  # the file is read once
     set_rng_state(ckpt["rng"])
     return at, meta
 

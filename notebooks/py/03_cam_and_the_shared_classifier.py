@@ -240,7 +240,7 @@ plt.show()
 # The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
 # 1. **Chance, exactly.** Show that a constant saliency map scores the mask's area share on both
-#    measures. Why is that the right baseline, and not 0.5?
+#    measures. Why is that the right baseline, and not one half?
 # 2. **Which class's map?** Score the CAM of the *true* class instead of the predicted one. For which tiles
 #    do the two differ, and what does that say about the errors?
 # 3. **A plain network's CAM.** Compute CAMs for the plain-32 network of notebook 01 (`diagnosis_net(32, plain=True, ...)`).

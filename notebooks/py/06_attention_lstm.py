@@ -460,7 +460,8 @@ plt.show()
 #
 # The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
-# 1. **Length normalisation.** Decode the test tiles with `beam_size=5` and `length_penalty` 0, 0.7 and 1.5.
+# 1. **Length normalisation.** Decode the test tiles with `beam_size=5` and `length_penalty` off and at two values of your
+#    choice, one below one and one above.
 #    Do the reports' lengths change? Why is the effect small for this grammar?
 # 2. **The doubly stochastic penalty.** Retrain the baseline's decoder with `attention_weight=1.0`: the recipe's
 #    decoder stage, `course_recipe("mdnet").stage("decoder").replace(attention_weight=1.0)`

@@ -24,7 +24,7 @@
 # ### What you will learn
 # - MDNet's three-stage training: the image model on the diagnosis, the language model with the image model frozen, then end to end with $L_{words} + 0.1\,L_{class}$ and the CAM's gradient stopped;
 # - to compare two report generators on diagnosis, report scores, clinical scores and attention localisation in one table, against chance and the data's own ceiling;
-# - to read per-word attention overlays (thresholded at 0.3 × max, as the authors draw them) and a diagnosis card;
+# - to read per-word attention overlays (thresholded at 0.3 × max, the authors' drawing, the default of `mdnet_utils.visualise.threshold_map`) and a diagnosis card;
 # - retrieval by symptom description: ranking images by the likelihood of a phrase, scored by precision@k.
 #
 # *Equations covered: (1)–(14), all of them in one network.*
@@ -212,8 +212,8 @@ print(f"(the lesion covers {lesion['mass_inside_uniform']:.0%} of a tile on aver
 #   MDNet above the references does not mean better than a pathologist: the model writes the most common
 #   phrasing, which matches some reference more often than one reference's own wording does (notebook 06), and
 #   ROUGE-L and CIDEr are above the references' for both models. MDNet is ahead of the baseline on every report
-#   score, as in the paper, but by one to two and a half points of BLEU and ROUGE-L (CIDEr by 0.15, METEOR by less
-#   than one point): small margins for one seed.
+#   score, as in the paper, but by one to two and a half points of BLEU and ROUGE-L (CIDEr 2.337 against 2.187,
+#   METEOR by less than one point): small margins for one seed.
 # - *Consistency*: 96.5 % of MDNet's reports state the conclusion that the rule gives for the grades they state
 #   themselves, 91.8 % of the baseline's; the 97 % target is not met. A report that contradicts itself is a
 #   failure BLEU cannot see, and the clinical score sees it only against the truth.
@@ -241,7 +241,7 @@ print(f"(the lesion covers {lesion['mass_inside_uniform']:.0%} of a tile on aver
 # ## 3. Per-word attention, overlaid
 #
 # For several test tiles: the words of the generated report that name a finding, each with its attention map
-# upsampled to the tile, cut at 0.3 of its maximum and overlaid (the authors' way of drawing it); the ground-truth
+# upsampled to the tile, cut at 0.3 of its maximum (`mdnet_utils.visualise.threshold_map`'s default) and overlaid (the authors' way of drawing it); the ground-truth
 # mask of that finding outlined in yellow.
 
 # %%
@@ -462,7 +462,7 @@ check_pointing_game(pointing_game_hit)
 # - Z. Zhang, Y. Xie, F. Xing, M. McGough, L. Yang. *MDNet: A Semantically and Visually Interpretable Medical
 #   Image Diagnosis Network.* CVPR 2017 (arXiv:1707.02485).
 # - Z. Zhang et al. *Pathologist-level interpretable whole-slide cancer diagnosis with deep learning.* Nature Machine
-#   Intelligence 2019 (the authors' later code: predicted-class CAM, the three-stage schedule, 0.3 × max overlays).
+#   Intelligence 2019 (the authors' later code: predicted-class CAM, the three-stage schedule, 0.3 × max overlays as in `mdnet_utils.visualise.threshold_map`).
 # - K. Xu et al. *Show, Attend and Tell.* ICML 2015.
 # - B. Zhou et al. *Learning Deep Features for Discriminative Localization* (CAM). CVPR 2016.
 # - J. Zhang et al. *Top-down Neural Attention by Excitation Backprop* (the pointing game). ECCV 2016.

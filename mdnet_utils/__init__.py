@@ -8,6 +8,8 @@ Environment variables (read once, at import):
 * ``MDNET_FAST=1``: fast mode, for tests only: smaller data, fewer epochs. ``make test`` sets it.
 * ``MDNET_DATA_DIR``: where generated data is cached (default: ``data/`` at the repository root).
 * ``MDNET_RUNS_DIR``: where training runs write (default: ``runs/`` at the repository root).
+* ``MDNET_RETRAIN=1``: ``mdnet_utils.reference.load`` trains each reference model from scratch (into
+  ``runs/references/``) instead of loading the shipped weights: hours on a CPU for the whole registry.
 * ``MDNET_ROOT``: the course checkout whose ``notebooks/`` the course tools (site, student edition,
   notebook runner) read (default: the checkout this package is installed from, else the working directory).
 """
@@ -50,10 +52,11 @@ class Config:
     checkpoints_dir: Path = field(default_factory=lambda: _repo_root() / "checkpoints")  # the shipped references
     seed: int = 0
     image_size: int = 64
+    retrain: bool = False  # MDNET_RETRAIN: train the references instead of loading the shipped ones
 
     @classmethod
     def from_env(cls) -> "Config":
-        kwargs = {"fast": _flag("MDNET_FAST")}
+        kwargs = {"fast": _flag("MDNET_FAST"), "retrain": _flag("MDNET_RETRAIN")}
         if os.environ.get("MDNET_ROOT"):
             kwargs["root"] = Path(os.environ["MDNET_ROOT"]).expanduser().resolve()
         if os.environ.get("MDNET_DATA_DIR"):

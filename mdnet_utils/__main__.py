@@ -182,7 +182,7 @@ def _cmd_reference(args: argparse.Namespace) -> None:
         have = shipped(out)
         for name, ref in REGISTRY.items():
             seeds = [s for n, s in have if n == name]
-            print(f"{name:22s} {ref.model.name:24s} epochs {ref.recipe.epochs:3d}  seeds {list(ref.seeds)}  "
+            print(f"{name:24s} {ref.model.name:22s} epochs {ref.recipe.epochs:3d}  seeds {list(ref.seeds)}  "
                   f"start {ref.start_from or '-':12s} shipped {seeds or 'none'}")
         return
     root = course_data(progress=not args.quiet)

@@ -37,22 +37,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 
 from mdnet_utils import Config, config
 from mdnet_utils.data.build import make_synthetic_dataset
 from mdnet_utils.data.dataset import training_vocab
-from mdnet_utils.data.grades import CLASSES
-from mdnet_utils.data.loading import TensorCases, load_report_tiles, load_tiles
+from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES
+from mdnet_utils.data.loading import TensorCases
 from mdnet_utils.data.vocab import Vocabulary
 from mdnet_utils.errors import ConfigError
-from mdnet_utils.evaluation.diagnosis import predict
-from mdnet_utils.evaluation.metrics import caption_scores
-from mdnet_utils.evaluation.reports import generate_reports
+from mdnet_utils.evaluation.figures import (
+    reference_figures,
+    reference_split,
+    summed_cross_entropy,
+)
 from mdnet_utils.io import write_bytes, write_json
 from mdnet_utils.models.config import MODEL_PRESETS, ModelConfig, build_model
 from mdnet_utils.training.checkpoint import load_training, save_training
@@ -60,8 +62,23 @@ from mdnet_utils.training.config import TrainConfig
 from mdnet_utils.training.engine import EpochEnd, Resume, train
 from mdnet_utils.training.recipes import course_recipe, diagnosis_model
 
-__all__ = ["FORMAT", "CHECK_TILES", "EPOCHS", "Reference", "REGISTRY", "data_fingerprint", "recipe_fingerprint",
-           "train_reference", "load_reference", "load", "check_references", "shipped", "course_data"]
+__all__ = [
+    "CHECK_TILES",
+    "EPOCHS",
+    "FORMAT",
+    "REGISTRY",
+    "Reference",
+    "check_references",
+    "course_data",
+    "data_fingerprint",
+    "difference",
+    "load",
+    "load_reference",
+    "recipe_fingerprint",
+    "seed_table",
+    "shipped",
+    "train_reference",
+]
 
 FORMAT = "mdnet-reference-v1"
 CHECK_TILES = 200
@@ -99,6 +116,7 @@ def _report_recipe() -> TrainConfig:
 def _registry() -> dict[str, Reference]:
     image, reports = _image_recipe(), _report_recipe()
     four = {"num_classes": len(CLASSES)}
+    grades = {"head": "grades", "grade_sizes": tuple(len(GRADES[f]) for f in FEATURES), **four}
     entries = [Reference("resnet-8", diagnosis_model(8), image),
                Reference("plain-8", diagnosis_model(8, plain=True), image),
                Reference("resnet-32", diagnosis_model(32), image),
@@ -106,6 +124,9 @@ def _registry() -> dict[str, Reference]:
                Reference("resnet-32-decoupled", diagnosis_model(32, decoupled=True), image),
                Reference("literal-ecnet-11-6", ModelConfig(backbone="ecnet-literal", depth=11, width=6, **four), image),
                Reference("ecnet-20-4", MODEL_PRESETS["mdnet"].replace(**four), image),
+               # grade readers: what the pixels give a backbone (notebook 00's, then MDNet's)
+               Reference("grade-reader", ModelConfig(backbone="resnet", depth=14, width=2, **grades), image),
+               Reference("grade-reader-ecnet-20-4", MODEL_PRESETS["mdnet"].replace(**grades), image),
                # report generators: vocab_size 4 (the special tokens) stands for "the training split's vocabulary"
                Reference("mdnet", MODEL_PRESETS["mdnet"].replace(vocab_size=4, **four), reports,
                          start_from="ecnet-20-4"),
@@ -164,35 +185,6 @@ def _load_stored(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in tensors.items()})
 
 
-# -- evaluation -----------------------------------------------------------------------------------------------------
-
-@torch.no_grad()
-def _score(model: nn.Module, split: dict, vocab: Vocabulary | None, limit: int | None = None) -> dict:
-    """On a split's first ``limit`` tiles: accuracy, the mean cross-entropy of the class logits (a continuous
-    figure: any change of the weights shows in it) and, for a report generator, BLEU-4 of greedy reports."""
-    images, labels = split["images"][:limit], split["labels"][:limit]
-    if vocab is None:
-        logits = predict(model, images)
-        scores = {}
-    else:
-        gen = generate_reports(model, images, vocab, max_len=60)
-        logits = gen.class_logits.float().cpu()
-        ids = split["ids"][:len(images)]
-        refs = {i: r for i, r in zip(ids, split["reports"][:len(images)])}
-        scores = {"BLEU-4": caption_scores(refs, dict(zip(ids, gen.texts)), meteor=False)["BLEU-4"]}
-    return {"accuracy": float((logits.argmax(1) == labels).float().mean()),
-            "class_loss": float(F.cross_entropy(logits, labels, ignore_index=-1)), **scores}
-
-
-def _split(root: Path, name: str, vocab: Vocabulary | None, max_len: int | None) -> dict:
-    if vocab is None:
-        images, labels, _ = load_tiles(root, name)
-        return {"images": images, "labels": labels}
-    tiles = load_report_tiles(root, name, vocab, max_len=max_len)
-    return {"images": tiles.images, "labels": tiles.labels, "ids": tiles.ids, "reports": tiles.reports,
-            "cases": tiles.cases()}
-
-
 # -- training -----------------------------------------------------------------------------------------------------
 
 def train_reference(name: str, seed: int, *, root: str | os.PathLike, out: str | os.PathLike,
@@ -214,9 +206,17 @@ def train_reference(name: str, seed: int, *, root: str | os.PathLike, out: str |
     recipe = ref.recipe.replace(seed=seed)
     vocab = training_vocab(root, recipe.min_count) if ref.reports else None
     cfg = ref.model.replace(vocab_size=len(vocab)) if vocab is not None else ref.model
-    train_split = _split(root, "train", vocab, recipe.max_len)
-    val = _split(root, "val", vocab, recipe.max_len)
-    cases = train_split["cases"] if vocab is not None else TensorCases(train_split["images"], train_split["labels"])
+    train_split = reference_split(root, "train", vocab, recipe.max_len)
+    val = reference_split(root, "val", vocab, recipe.max_len)
+    loss_fn = None
+    if vocab is not None:
+        cases = train_split["cases"]
+    elif ref.model.head == "grades":  # six targets: the conclusion, then the grades; the loss sums their CEs
+        cases = TensorCases(train_split["images"], torch.cat([train_split["labels"][:, None],
+                                                              train_split["grades"]], dim=1))
+        loss_fn = summed_cross_entropy
+    else:
+        cases = TensorCases(train_split["images"], train_split["labels"])
     if ref.start_from is not None:  # trained (or found) first: the global RNG below is this model's alone
         train_reference(ref.start_from, seed, root=root, out=out, device=device, progress=progress)
 
@@ -230,7 +230,7 @@ def train_reference(name: str, seed: int, *, root: str | os.PathLike, out: str |
         return net
 
     model = fresh()
-    key = "BLEU-4" if vocab is not None else "accuracy"
+    key = "BLEU-4" if vocab is not None else "tasks" if ref.model.head == "grades" else "accuracy"
     state = {"history": [], "best": None, "best_epoch": None, "seconds": 0.0, "fingerprint": prints}
     at = Resume()
     if (work / "last.pt").exists():
@@ -245,7 +245,7 @@ def train_reference(name: str, seed: int, *, root: str | os.PathLike, out: str |
     clock = [time.perf_counter()]
 
     def on_epoch(end: EpochEnd) -> None:
-        score = _score(model, val, vocab)
+        score = reference_figures(model, val, vocab)
         record = {"epoch": len(state["history"]) + 1, "stage": end.stage.name,
                   **{k: v for k, v in end.record.items() if k.endswith("loss")},
                   **{f"val_{k}": v for k, v in score.items()}}
@@ -259,8 +259,8 @@ def train_reference(name: str, seed: int, *, root: str | os.PathLike, out: str |
 
     work.mkdir(parents=True, exist_ok=True)
     if at.stage < len(recipe.stages):
-        train(model, cases, recipe, device=device, on_epoch=on_epoch, resume=at, stop_after=stop_after,
-              progress=f"{name} seed {seed}" if progress else False)
+        train(model, cases, recipe, device=device, loss_fn=loss_fn, on_epoch=on_epoch, resume=at,
+              stop_after=stop_after, progress=f"{name} seed {seed}" if progress else False)
     if len(state["history"]) < recipe.epochs:
         return {"name": name, "seed": seed, "stopped_after": len(state["history"])}
     best = safetensors.torch.load_file(str(work / "best.safetensors"))
@@ -268,14 +268,14 @@ def train_reference(name: str, seed: int, *, root: str | os.PathLike, out: str |
     stored = _stored(model, ref.float16)
     _load_stored(model, stored)  # every figure below is computed from the weights as they are stored
     model.eval()
-    test = _split(root, "test", vocab, recipe.max_len)
+    test = reference_split(root, "test", vocab, recipe.max_len)
     meta = {"format": FORMAT, "name": name, "seed": seed, "model": cfg.to_dict(), "recipe": recipe.to_dict(),
             "start_from": ref.start_from, "fingerprint": prints, "vocab": vocab.itos if vocab is not None else None,
             "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                          "python": platform.python_version()},
             "device": str(device), "seconds": round(state["seconds"], 1), "history": state["history"],
-            "best_epoch": state["best_epoch"], "val": _score(model, val, vocab), "test": _score(model, test, vocab),
-            "check": _score(model, test, vocab, CHECK_TILES)}
+            "best_epoch": state["best_epoch"], "val": reference_figures(model, val, vocab), "test": reference_figures(model, test, vocab),
+            "check": reference_figures(model, test, vocab, CHECK_TILES)}
     weights.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(weights, safetensors.torch.save(stored, metadata={"format": FORMAT}))
     write_json(meta_path, meta)
@@ -316,7 +316,13 @@ def load_reference(name: str, seed: int = 0, *, out: str | os.PathLike, device: 
 
 
 def load(name: str, seed: int = 0, *, device: torch.device | None = None):
-    """``load_reference`` from the course's ``checkpoints/``: the one call a notebook makes."""
+    """``load_reference`` from the course's ``checkpoints/``: the one call a notebook makes. With
+    ``MDNET_RETRAIN=1`` the reference is trained from scratch instead, on the course's data, into
+    ``runs/references/`` (and loaded from there once it is done: the shipped files are never touched)."""
+    if config.retrain:
+        out = config.runs_dir / "references"
+        train_reference(name, seed, root=course_data(config), out=out)
+        return load_reference(name, seed, out=out, device=device)
     return load_reference(name, seed, out=config.checkpoints_dir, device=device)
 
 
@@ -327,6 +333,33 @@ def course_data(settings: Config = config, *, progress: bool = False) -> Path:
                   image_size=settings.image_size)
     return make_synthetic_dataset(full.dataset_dir, n_images=full.n_images, image_size=full.image_size,
                                   seed=full.seed, progress=progress)
+
+
+def seed_table(name: str, keys: list[str] | None = None, *, split: str = "test", out: str | os.PathLike | None = None):
+    """A pandas DataFrame of a reference's stored figures on ``split`` ("val" or "test"): one row per shipped seed
+    ("seed K"), then "mean" and "sd" (the sample standard deviation over the seeds: what every comparison of
+    the notebooks quotes). ``keys``: which figures (default: all); ``out``: default the course's checkpoints/."""
+    out = Path(out) if out is not None else config.checkpoints_dir
+    rows = {f"seed {s}": load_reference(name, s, out=out)[2][split] for n, s in shipped(out) if n == name}
+    if not rows:
+        raise ValueError(f"{out / name}: no seed of {name!r} is shipped (train it: python -m mdnet_utils "
+                         f"reference {name}).")
+    table = pd.DataFrame(rows).T[keys] if keys else pd.DataFrame(rows).T
+    table.loc["mean"], table.loc["sd"] = table.mean(), table.std(ddof=1)
+    return table
+
+
+def difference(a: list[float], b: list[float]) -> dict:
+    """How two models compare over their seeds: the means, the sample standard deviations, the difference of the
+    means, and ``measurable``: True when that difference exceeds the sum of the two spreads (the course's rule:
+    a notebook concludes only then, and otherwise says no difference is measurable at this scale)."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"a comparison needs at least two seeds a side ({len(a)} and {len(b)} given).")
+    sa, sb = pd.Series(a, dtype=float), pd.Series(b, dtype=float)
+    diff = float(sa.mean() - sb.mean())
+    return {"mean_a": float(sa.mean()), "mean_b": float(sb.mean()), "sd_a": float(sa.std(ddof=1)),
+            "sd_b": float(sb.std(ddof=1)), "difference": diff,
+            "measurable": abs(diff) > float(sa.std(ddof=1) + sb.std(ddof=1))}
 
 
 def check_references(*, root: str | os.PathLike, out: str | os.PathLike) -> tuple[int, list[str]]:
@@ -354,7 +387,7 @@ def check_references(*, root: str | os.PathLike, out: str | os.PathLike) -> tupl
             problems.append(f"{meta_path}: stale: the model or recipe in the registry changed.")
             continue
         recipe = TrainConfig.from_dict(meta["recipe"])
-        figures = _score(model, _split(root, "test", vocab, recipe.max_len), vocab, CHECK_TILES)
+        figures = reference_figures(model, reference_split(root, "test", vocab, recipe.max_len), vocab, CHECK_TILES)
         if figures != meta.get("check"):
             problems.append(f"{meta_path}: the stored weights give {figures} on the first {CHECK_TILES} test "
                             f"tiles, not {meta.get('check')}.")

@@ -415,8 +415,11 @@ def test_train_help_states_the_upper_limits():
 def test_an_interrupted_train_says_where_in_one_line_and_resumes_to_the_end(ds, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", str(ds), "--out", str(out), "--epochs", "6", "--batch-size", "8", "--image-size", "16"]
+    # Ctrl-C as a terminal sends it: a test run started in the background (nohup, `&` without job control)
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt; the child gets the default back
     child = subprocess.Popen([sys.executable, "-m", "mdnet_utils", "-q", *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=ENV)
+                             stderr=subprocess.PIPE, text=True, env=ENV,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (out / "metrics.jsonl").exists() and child.poll() is None and time.monotonic() < deadline:

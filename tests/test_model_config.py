@@ -26,11 +26,24 @@ def test_a_config_round_trips_through_json_and_names_the_network():
     ({"backbone": "vgg"}, "backbone"), ({"depth": 0}, "depth"), ({"image_size": 30}, "image_size"),
     ({"dropout": 1.0}, "dropout"), ({"attention": "hard"}, "attention"), ({"vocab_size": 2}, "vocab_size"),
     ({"head": "decoupled", "backbone": "ecnet"}, "head"),
+    ({"head": "grades"}, "grade_sizes"), ({"grade_sizes": (3, 2)}, "grade_sizes"),
+    ({"head": "grades", "grade_sizes": (3, 1)}, "grade_sizes"),
+    ({"head": "grades", "grade_sizes": (3,), "vocab_size": 40}, "grade_sizes"),
 ])
 def test_bad_values_are_refused_naming_the_setting(changes, key):
     with pytest.raises(ConfigError) as info:
         ModelConfig(**changes)
     assert info.value.key == key and f"{key}=" in str(info.value)
+
+
+def test_a_grade_reader_is_a_backbone_with_one_head_per_task_and_survives_json():
+    cfg = ModelConfig(backbone="resnet", depth=14, width=1, head="grades", grade_sizes=(3, 3, 3, 3, 2))
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg and cfg.name == "ResNet-14-grades"
+    torch.manual_seed(3)
+    model = build_model(cfg)
+    torch.manual_seed(3)  # the backbone first, with no classifier of its own: the same weights as built alone
+    assert same(cifar_resnet(14, preact=True, num_classes=0, stem_stride=2), model.backbone)
+    assert [o.shape[1] for o in model(torch.rand(2, 3, 64, 64))] == [4, 3, 3, 3, 3, 2]
 
 
 def test_an_unknown_setting_is_refused_not_ignored():

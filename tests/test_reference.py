@@ -7,11 +7,20 @@ import pytest
 import safetensors.torch
 import torch
 
-from mdnet_utils import reference
+from mdnet_utils import Config, reference
 from mdnet_utils.__main__ import main
 from mdnet_utils.data import make_synthetic_dataset
+from mdnet_utils.data.grades import FEATURES
+from mdnet_utils.data.loading import load_tiles, to_input
+from mdnet_utils.evaluation.figures import reference_figures, reference_split
 from mdnet_utils.models.config import MODEL_PRESETS
-from mdnet_utils.reference import Reference, check_references, load_reference, recipe_fingerprint, train_reference
+from mdnet_utils.reference import (
+    Reference,
+    check_references,
+    load_reference,
+    recipe_fingerprint,
+    train_reference,
+)
 from mdnet_utils.training.config import Stage, TrainConfig
 from mdnet_utils.training.recipes import diagnosis_model
 
@@ -56,8 +65,8 @@ def test_a_reference_is_safetensors_and_json_whose_figures_come_from_the_stored_
     assert meta["best_epoch"] == max(meta["history"], key=lambda r: r["val_BLEU-4"])["epoch"]  # chosen on val
     model, vocab, saved = load_reference("tiny-reports", 0, out=tmp_path)
     assert saved == json.loads((tmp_path / "tiny-reports" / "seed-0.json").read_text())
-    val = reference._split(data, "val", vocab, 60)
-    assert reference._score(model, val, vocab) == meta["val"]  # recomputed from the float16 file: equal
+    val = reference_split(data, "val", vocab, 60)
+    assert reference_figures(model, val, vocab) == meta["val"]  # recomputed from the float16 file: equal
     assert len(vocab) == model.config.vocab_size
 
 
@@ -107,6 +116,63 @@ def test_check_passes_fresh_files_and_names_a_stale_or_tampered_one(tiny, data, 
     assert "seed-0.safetensors: not readable weights" in problems[0]
 
 
+def test_a_grade_reader_reference_is_trained_on_all_six_tasks_and_reports_each_grade(data, tmp_path, monkeypatch):
+    grades = reference.REGISTRY["grade-reader"].model.replace(image_size=32)
+    monkeypatch.setattr(reference, "REGISTRY", {"tiny-grades": Reference("tiny-grades", grades, IMAGE, seeds=(0,))})
+    meta = train_reference("tiny-grades", 0, root=data, out=tmp_path, progress=False)
+    assert set(meta["test"]) == {"accuracy", "class_loss", "tasks", *FEATURES}
+    # the loss sums six cross-entropies: above the conclusion's alone at the start
+    assert meta["history"][0]["train_loss"] > 2.0
+    assert meta["best_epoch"] == max(meta["history"], key=lambda r: r["val_tasks"])["epoch"]
+    model, vocab, _ = load_reference("tiny-grades", 0, out=tmp_path)
+    assert vocab is None and len(model.heads) == 1 + len(FEATURES)
+    assert check_references(root=data, out=tmp_path) == (1, [])
+    images, _, grade_idx = load_tiles(data, "test")
+    with torch.no_grad():
+        outs = model(to_input(images, torch.device("cpu")))
+    for k, feature in enumerate(FEATURES):  # each figure is that head's accuracy on its grade
+        assert meta["test"][feature] == float((outs[k + 1].argmax(1) == grade_idx[:, k]).float().mean())
+
+
+def test_retrain_trains_from_scratch_into_runs_and_never_touches_the_shipped_files(tiny, data, tmp_path,
+                                                                                   monkeypatch):
+    shipped = tmp_path / "checkpoints"
+    train_reference("tiny-image", 0, root=data, out=shipped, progress=False)
+    before = {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()}
+    monkeypatch.setattr(reference, "course_data", lambda settings: data)
+    monkeypatch.setattr(reference, "config", Config(checkpoints_dir=shipped, runs_dir=tmp_path / "runs"))
+    assert reference.load("tiny-image", 0)[2] == json.loads((shipped / "tiny-image" / "seed-0.json").read_text())
+    assert not (tmp_path / "runs").exists()  # without MDNET_RETRAIN: the shipped file, nothing trained
+    monkeypatch.setattr(reference, "config", Config(checkpoints_dir=shipped, runs_dir=tmp_path / "runs",
+                                                    retrain=True))
+    _, _, meta = reference.load("tiny-image", 0)
+    assert (tmp_path / "runs" / "references" / "tiny-image" / "seed-0.json").is_file()
+    assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before
+    # the same seed and recipe: the same model as shipped (only the time it took differs)
+    assert meta == json.loads((shipped / "tiny-image" / "seed-0.json").read_text()) | {"seconds": meta["seconds"]}
+
+
+def test_a_seed_table_lists_each_shipped_seed_then_the_mean_and_the_sample_sd(tiny, data, tmp_path):
+    with pytest.raises(ValueError, match="no seed of 'tiny-image' is shipped"):
+        reference.seed_table("tiny-image", out=tmp_path)
+    metas = [train_reference("tiny-image", s, root=data, out=tmp_path, progress=False) for s in (0, 1)]
+    table = reference.seed_table("tiny-image", ["accuracy"], out=tmp_path)
+    assert list(table.index) == ["seed 0", "seed 1", "mean", "sd"] and list(table.columns) == ["accuracy"]
+    a, b = (m["test"]["accuracy"] for m in metas)
+    assert table.loc["seed 1", "accuracy"] == b and table.loc["mean", "accuracy"] == pytest.approx((a + b) / 2)
+    assert table.loc["sd", "accuracy"] == pytest.approx(abs(a - b) / 2 ** 0.5)  # ddof 1: |a - b| / sqrt(2)
+    assert set(reference.seed_table("tiny-image", split="val", out=tmp_path).columns) == set(metas[0]["val"])
+
+
+def test_a_difference_is_measurable_only_beyond_the_sum_of_the_spreads():
+    clear = reference.difference([0.96, 0.97, 0.98], [0.90, 0.91, 0.92])
+    assert clear["measurable"] and clear["difference"] == pytest.approx(0.06) and clear["sd_a"] == pytest.approx(0.01)
+    covered = reference.difference([0.95, 0.97, 0.99], [0.94, 0.95, 0.96])  # 0.02 apart, spreads 0.02 + 0.01
+    assert not covered["measurable"] and covered["difference"] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="at least two seeds"):
+        reference.difference([0.9], [0.8, 0.7])
+
+
 def test_the_command_lists_the_registry_and_checks_what_is_shipped(tiny, data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(reference, "course_data", lambda **kw: data)
     assert main(["reference", "--list", "--out", str(tmp_path)]) == 0
@@ -127,7 +193,7 @@ def test_the_command_lists_the_registry_and_checks_what_is_shipped(tiny, data, t
 def test_the_registry_holds_every_model_the_notebooks_compare_with_three_seeds():
     names = set(reference.REGISTRY)
     assert {"resnet-8", "plain-8", "resnet-32", "plain-32", "resnet-32-decoupled", "literal-ecnet-11-6", "ecnet-20-4",
-            "mdnet", "sat-ecnet-20-4", "resnet-sat"} <= names
+            "grade-reader", "grade-reader-ecnet-20-4", "mdnet", "sat-ecnet-20-4", "resnet-sat"} <= names
     for ref in reference.REGISTRY.values():
         assert len(ref.seeds) >= 3 and all(s.limit is None for s in ref.recipe.stages)  # all of the training split
         if ref.start_from is not None:
@@ -136,3 +202,7 @@ def test_the_registry_holds_every_model_the_notebooks_compare_with_three_seeds()
     # like for like: the same backbone, decoder, recipe and start; only the attention differs
     assert mdnet.model.replace(attention="soft") == sat.model and mdnet.recipe == sat.recipe
     assert mdnet.start_from == sat.start_from
+    # the grade reader beside MDNet has its backbone, trained with the image models' recipe
+    reader = reference.REGISTRY["grade-reader-ecnet-20-4"]
+    assert reader.model.replace(head="shared", grade_sizes=()) == reference.REGISTRY["ecnet-20-4"].model
+    assert reader.recipe == reference.REGISTRY["ecnet-20-4"].recipe

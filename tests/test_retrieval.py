@@ -95,29 +95,31 @@ def test_the_query_is_scored_after_the_words_of_the_report_before_its_sentence(s
 
 
 # --- slow: a trained model retrieves ---------------------------------------------------------------------------
-# The course's fast recipe, longer: 4 epochs of diagnosis, 12 of the decoder, 12 end to end, on the 204 train
-# tiles of a 300-tile set (32 px; EcNet-11-1, an LSTM of 64): about 16 s of training on one thread. The gallery is
-# another 300-tile set (another seed: other patients; 64 tiles graded severe). Measured for the seeds 0-7 of the
-# model and of training, the AUC of the tiles graded severe against the rest:
-#   query "... severe pleomorphism ...":  trained 0.90 0.96 0.91 0.93 0.95 0.88 0.80 0.95;
-#                                         untrained 0.57 0.79 0.50 0.82 0.79 0.12 0.89 0.84
-#   minus that of "... mild pleomorphism ...": trained 0.56 0.93 0.83 0.90 0.69 0.79 0.64 0.78;
-#                                         untrained 0.07 0.12 0.03 -0.07 0.04 0.01 -0.02 0.06
+# The course's fast recipe, longer: 4 epochs of diagnosis, 12 of the decoder, 12 end to end, on the 504 train
+# tiles of a 720-tile set (32 px; EcNet-11-1, an LSTM of 64): about 30 s of training on one thread. The gallery is
+# another 300-tile set (another seed: other patients). Measured for the seeds 0-7 of the model and of training,
+# on the renderer whose lesions cover 22-38 % of a tile, the AUC of the tiles graded severe against the rest:
+#   query "... severe pleomorphism ...":  trained 0.89 0.97 0.77 0.95 0.90 0.92 0.88 0.88;
+#                                         untrained 0.47 0.71 0.52 0.77 0.69 0.26 0.67 0.68
+#   minus that of "... mild pleomorphism ...": trained 0.16 0.75 0.61 0.70 0.77 0.71 0.75 0.02;
+#                                         untrained 0.02 -0.01 -0.07 -0.05 0.01 -0.01 -0.08 0.02
 # An untrained network already tells severe pleomorphism apart (bigger, darker nuclei move its features, either
-# way): the AUC alone does not show that the query was read, the difference between the two queries does.
+# way): the AUC alone does not show that the query was read, the difference between the two queries does. It
+# depends on the seed a great deal (one seed in eight reads both queries alike); seed 0, the one tested, gives
+# 0.16, above every untrained model. (On the earlier renderer, with lesions of 62 %, 300 tiles gave differences of
+# 0.56-0.93; with the smaller lesions 300 tiles gave 0.12-0.83, too close to chance, hence the larger set.)
 # The mitosis query ranks the tiles with frequent mitoses above chance, with a thinner margin: "mitotic figures
-# are frequent." gives 0.68 0.66 0.73 0.84 0.82 0.76 0.69 0.58 (trained, 32 px; at 64 px, seeds 0-7: 0.82 0.65
-# 0.34 0.46 0.83 0.80 0.71 0.83), its difference to "mitotic figures are rare." 0.41 0.16 0.39 0.59 0.53 0.50
-# 0.48 0.07 trained and up to 0.44 untrained: only "above chance" is asserted for it (seed 0 of this set).
+# are frequent." gives 0.62 0.48 0.63 0.80 0.62 0.78 0.75 0.67 trained, 0.36-0.60 untrained: only "above chance"
+# is asserted for it (seed 0 of this set).
 SEVERE, MILD = (PHRASES["pleomorphism"]["frames"][0].format(g=g) + "." for g in ("severe", "mild"))
-MIN_AUC, MIN_DIFFERENCE, MIN_MITOSIS_AUC = 0.7, 0.35, 0.55
+MIN_AUC, MIN_DIFFERENCE, MIN_MITOSIS_AUC = 0.75, 0.1, 0.55
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("retrieval-trained")
     recipe = course_recipe("mdnet", fast=True)
-    root = make_synthetic_dataset(tmp / "train", n_images=300, image_size=32, workers=1)
+    root = make_synthetic_dataset(tmp / "train", n_images=720, image_size=32, workers=1)
     vocab = training_vocab(root, recipe.min_count)
     tiles = load_report_tiles(root, "train", vocab, max_len=recipe.max_len)
     torch.manual_seed(0)
@@ -141,10 +143,10 @@ def test_a_trained_model_ranks_the_tiles_a_query_describes_above_the_others(trai
     assert 30 < int(severe.sum()) < len(images) - 30
     a_severe = auc(rank_by_query(model, images, vocab, SEVERE, gen), severe)
     a_mild = auc(rank_by_query(model, images, vocab, MILD, gen), severe)
-    assert a_severe > MIN_AUC, f"AUC {a_severe:.3f} of the severe query (seeds 0-7 measured 0.80-0.96)"
+    assert a_severe > MIN_AUC, f"AUC {a_severe:.3f} of the severe query (seeds 0-7 measured 0.77-0.97)"
     assert a_severe - a_mild > MIN_DIFFERENCE, (
         f"the severe query ranks the severe tiles no better than the mild one does: AUC {a_severe:.3f} against "
-        f"{a_mild:.3f} (seeds 0-7 measured differences of 0.56-0.93; an untrained model -0.07-0.12)")
+        f"{a_mild:.3f} (seeds 0-7 measured differences of 0.02-0.77, seed 0 0.16; an untrained model -0.08-0.02)")
     frequent = grades[:, FEATURES.index("mitosis")] == GRADES["mitosis"].index("frequent")
     a_mitosis = auc(rank_by_query(model, images, vocab, QUERY, gen), frequent)
-    assert a_mitosis > MIN_MITOSIS_AUC, f"AUC {a_mitosis:.3f} of {QUERY!r} (seeds 0-7 measured 0.58-0.84)"
+    assert a_mitosis > MIN_MITOSIS_AUC, f"AUC {a_mitosis:.3f} of {QUERY!r} (seeds 0-7 measured 0.48-0.80, seed 0 0.62)"

@@ -67,13 +67,20 @@ def test_a_full_disk_names_the_file_keeps_the_last_checkpoint_and_leaves_no_temp
     resume = _half_run(data, run)
     before = _files(run)
     real = pathlib.Path.write_bytes
+    tried = []
 
     def full(self, payload):  # half the bytes land, then the disk is full
+        tried.append(self)
         real(self, payload[:len(payload) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(pathlib.Path, "write_bytes", full)
     assert main(resume) == 1
-    assert capsys.readouterr().err == f"error: mdnet train failed writing {run / 'best.pt'}: No space left on device.\n"
+    # the message names the checkpoint being written (best.pt when epoch 2 improved on validation, else last.pt),
+    # not the temporary file the bytes went to
+    (temporary,) = tried
+    dest = run / ("best.pt" if temporary.name.startswith(".best.pt.") else "last.pt")
+    assert temporary.parent == run and temporary.name != dest.name
+    assert capsys.readouterr().err == f"error: mdnet train failed writing {dest}: No space left on device.\n"
     assert _files(run) == before  # the checkpoint before is intact; no temporary file, no lock
     monkeypatch.undo()
     assert main(resume) == 0 and len((run / "metrics.jsonl").read_text().splitlines()) == 2

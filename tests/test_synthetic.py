@@ -9,7 +9,7 @@ from mdnet_utils.errors import DatasetError
 from mdnet_utils.data import make_synthetic_dataset, read_annotation
 from mdnet_utils.data.build import MANIFEST, content_hash, is_complete
 from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES, abnormality_score, conclusion, has_findings, sample_case
-from mdnet_utils.data.synthetic import render_tile
+from mdnet_utils.data.synthetic import LESION_SHARE, render_tile
 
 NORMAL = {f: GRADES[f][0] for f in FEATURES}
 
@@ -89,8 +89,11 @@ def test_prominent_nucleoli_put_eosinophilic_dots_in_nuclei():
     def magenta(t):  # nucleoli: red stays high where blue-purple nucleus would absorb it
         img = t.image.astype(int)
         return ((img[..., 0] - img[..., 1]) > 110).mean()
-    share = [mean([t.nuclei["nucleolus"].mean() for t in tiles("nucleoli", g)]) for g in GRADES["nucleoli"]]
-    assert share[0] == 0 and share[1] > 0.3
+    base = dict(NORMAL, crowding="moderate")  # a lesion exists at both grades
+    share = [mean([t.nuclei["nucleolus"][t.nuclei["in_lesion"]].mean() for t in tiles("nucleoli", g, base=base)])
+             for g in GRADES["nucleoli"]]
+    assert share[0] == 0 and share[1] > 0.6  # of the lesion's nuclei (outside it the epithelium is normal)
+    assert not any(t.nuclei["nucleolus"][~t.nuclei["in_lesion"]].any() for t in tiles("nucleoli", "prominent"))
     assert mean([magenta(t) for t in tiles("nucleoli", "prominent")]) > \
         mean([magenta(t) for t in tiles("nucleoli", "inconspicuous", base=dict(NORMAL, crowding="moderate"))])
 
@@ -112,6 +115,21 @@ def test_masks_are_non_empty_exactly_where_findings_exist():
         assert t.masks["lesion"].any() == has_findings(grades)
         assert t.masks["mitosis"].any() == (grades["mitosis"] != "rare")
         assert not (t.masks["mitosis"] & ~t.masks["lesion"]).any()  # findings lie in the lesion
+
+
+def test_a_lesion_covers_the_drawn_share_of_the_tile_so_that_a_map_can_find_it():
+    # a map confined to the lesion has a lift of 1 / share over a uniform one: a small share is a sharp target
+    rng = np.random.default_rng(9)
+    shares = []
+    for _ in range(80):
+        grades, _ = sample_case(rng)
+        t = render_tile(grades, rng=rng)
+        if has_findings(grades):
+            shares.append(t.masks["lesion"].mean())
+    low, high = LESION_SHARE
+    assert 0.10 <= low and high <= 0.40 and len(shares) > 40
+    assert low - 0.005 <= min(shares) and max(shares) <= high + 0.02  # + mitotic figures at the lesion's edge
+    assert 0.20 <= mean(shares) <= 0.35
 
 
 def test_the_conclusion_rule_and_that_no_single_feature_gives_it_away():

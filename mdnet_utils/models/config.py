@@ -7,8 +7,9 @@ breaks a saved run.
     backbone      "resnet" (pre-activation CIFAR ResNet), "plain" (the same without shortcuts), "ecnet" (the
                   authors' released EcNet, Eq. (10)), "ecnet-literal" (Eq. (10) taken literally, notebook 05)
     depth, width  the backbone's depth and widen factor (ResNet-32: 32, 1; EcNet-20-4: 20, 4)
-    head          "shared" (one classifier, Eqs. (7)-(8)) or "decoupled" (one per member of the last stage,
-                  Eq. (9); "resnet" backbones only, and image models only)
+    head          "shared" (one classifier, Eqs. (7)-(8)), "decoupled" (one per member of the last stage,
+                  Eq. (9); "resnet" backbones only, and image models only) or "grades" (a ``GradeReader``: the
+                  conclusion's classifier and one per feature grade, sized by ``grade_sizes``; image models only)
     num_classes, image_size, stem_stride
     vocab_size    0 for an image model alone (notebooks 01-05); > 0 for a report generator (notebooks 06-08)
     attention     "cam" (MDNet's Eq. (14)) or "soft" (Show-Attend-Tell, the baseline)
@@ -27,6 +28,7 @@ from mdnet_utils.models.attention import CamAttention, SoftAttention
 from mdnet_utils.models.decoder import ReportDecoder
 from mdnet_utils.models.decoupled import DecoupledResNet
 from mdnet_utils.models.ecnet import ecnet, literal_ecnet
+from mdnet_utils.models.grade_reader import GradeReader
 from mdnet_utils.models.mdnet import ReportGenerator, feature_grid
 from mdnet_utils.models.resnet import cifar_resnet
 
@@ -35,7 +37,7 @@ __all__ = ["ModelConfig", "build_model", "mdnet", "resnet_sat", "BACKBONES", "HE
 BACKBONES = ("resnet", "plain", "ecnet", "ecnet-literal")
 #: The largest image side a model takes: larger ones would need tens of GB for one batch on a CPU.
 MAX_IMAGE_SIZE = 1024
-HEADS = ("shared", "decoupled")
+HEADS = ("shared", "decoupled", "grades")
 ATTENTIONS = ("cam", "soft")
 
 
@@ -87,8 +89,10 @@ class ModelConfig:
     attention_dim: int = 128
     dropout: float = 0.3
     conditioned: bool = True
+    grade_sizes: tuple[int, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "grade_sizes", tuple(self.grade_sizes))  # a JSON list reads back as a tuple
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("head", self.head, HEADS)
         check_choice("attention", self.attention, ATTENTIONS)
@@ -106,6 +110,11 @@ class ModelConfig:
             raise ConfigError("dropout", self.dropout, "is out of range: it must be in [0, 1).")
         if self.head == "decoupled" and (self.backbone != "resnet" or self.vocab_size):
             raise ConfigError("head", self.head, "needs backbone 'resnet' and an image model (vocab_size 0).")
+        if (self.head == "grades") != bool(self.grade_sizes) or self.vocab_size and self.grade_sizes:
+            raise ConfigError("grade_sizes", list(self.grade_sizes), "goes with head 'grades' (an image model), "
+                                                                      "and head 'grades' needs it.")
+        for n in self.grade_sizes:
+            check_whole("grade_sizes", n, 2)
 
     @property
     def reports(self) -> bool:
@@ -120,15 +129,16 @@ class ModelConfig:
                 "ecnet-literal": f"literal-EcNet-{self.depth}-{self.width}"}[self.backbone]
         if not self.backbone.startswith("ecnet") and self.width != 1:
             base += f"x{self.width}"
-        if self.head == "decoupled":
-            base += "-decoupled"
+        if self.head != "shared":
+            base += f"-{self.head}"
         return base + (f"+{self.attention}" if self.reports else "")
 
     def replace(self, **changes) -> "ModelConfig":
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As JSON holds it (so a dict read back from a file equals the one written)."""
+        return {**asdict(self), "grade_sizes": list(self.grade_sizes)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -146,16 +156,20 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     """The network ``cfg`` describes, freshly initialised from the global torch RNG (seed it first). The image
     model is built before the decoder, so a report generator starts from the same image model as the image
     model alone under the same seed. The result carries ``cfg`` as ``.config``."""
+    classes = 0 if cfg.head == "grades" else cfg.num_classes  # a grade reader's heads sit beside the backbone
     if cfg.backbone == "ecnet":
-        image_model = ecnet(cfg.depth, cfg.width, cfg.num_classes, stem_stride=cfg.stem_stride)
+        image_model = ecnet(cfg.depth, cfg.width, classes, stem_stride=cfg.stem_stride)
     elif cfg.backbone == "ecnet-literal":
-        image_model = literal_ecnet(cfg.depth, cfg.width, cfg.num_classes, stem_stride=cfg.stem_stride)
+        image_model = literal_ecnet(cfg.depth, cfg.width, classes, stem_stride=cfg.stem_stride)
     else:
         image_model = cifar_resnet(cfg.depth, preact=True, plain=cfg.backbone == "plain", widen_factor=cfg.width,
-                                   num_classes=cfg.num_classes, stem_stride=cfg.stem_stride)
+                                   num_classes=classes, stem_stride=cfg.stem_stride)
     feature_grid(cfg.image_size, cfg.stem_stride)  # refuses an image too small for the strides
     if not cfg.reports:
-        model = DecoupledResNet(image_model, cfg.num_classes) if cfg.head == "decoupled" else image_model
+        if cfg.head == "grades":
+            model = GradeReader(image_model, (cfg.num_classes,) + cfg.grade_sizes)
+        else:
+            model = DecoupledResNet(image_model, cfg.num_classes) if cfg.head == "decoupled" else image_model
         model.config = cfg
         return model
     h, w = feature_grid(cfg.image_size, cfg.stem_stride)

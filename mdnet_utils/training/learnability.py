@@ -13,6 +13,7 @@ from torch import nn
 
 from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES
 from mdnet_utils.data.loading import TensorCases, to_input
+from mdnet_utils.models import grade_reader
 from mdnet_utils.models.resnet import PreActResNet
 from mdnet_utils.training.config import Stage
 from mdnet_utils.training.engine import train
@@ -21,17 +22,12 @@ TASKS: tuple[str, ...] = ("conclusion",) + FEATURES
 TASK_SIZES: tuple[int, ...] = (len(CLASSES),) + tuple(len(GRADES[f]) for f in FEATURES)
 
 
-class GradeReader(nn.Module):
-    """One backbone, one linear head per task; returns a list of logits in TASKS order."""
+class GradeReader(grade_reader.GradeReader):
+    """Notebook 00's reader: the small pre-activation ResNet (widths 16/32/64, stride-2 stem) unless another
+    backbone is given, one linear head per task in TASKS order."""
 
-    def __init__(self, backbone: PreActResNet | None = None):
-        super().__init__()
-        self.backbone = backbone or PreActResNet(2, (16, 32, 64), stem_stride=2, num_classes=0)
-        self.heads = nn.ModuleList(nn.Linear(self.backbone.num_features, n) for n in TASK_SIZES)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        z = self.backbone(x)
-        return [h(z) for h in self.heads]
+    def __init__(self, backbone: nn.Module | None = None):
+        super().__init__(backbone or PreActResNet(2, (16, 32, 64), stem_stride=2, num_classes=0), TASK_SIZES)
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> dict[str, float]:
@@ -48,16 +44,17 @@ def evaluate(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batc
 
 def train_grade_reader(train_images: torch.Tensor, train_targets: torch.Tensor, *, epochs: int,
                        batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
-                       val: tuple[torch.Tensor, torch.Tensor] | None = None,
-                       progress: bool = True) -> tuple[GradeReader, list[dict]]:
+                       val: tuple[torch.Tensor, torch.Tensor] | None = None, progress: bool = True,
+                       model: grade_reader.GradeReader | None = None) -> tuple[grade_reader.GradeReader, list[dict]]:
     """Train a GradeReader jointly on the six tasks (summed cross-entropies): one diagnosis-like stage of the
     engine (AdamW with weight decay 5e-4, one-cycle, flips and turns), targets (N, 6).
 
-    Returns the model and a history with the mean training loss (and validation accuracies)
-    per epoch.
+    ``model``: another reader to train (e.g. the "grade-reader" reference's network, built from its
+    ``ModelConfig``); by default a fresh ``GradeReader`` drawn from ``seed``. Returns the model and a history
+    with the mean training loss (and validation accuracies) per epoch.
     """
     torch.manual_seed(seed)
-    model = GradeReader()
+    model = model if model is not None else GradeReader()
     ce = nn.CrossEntropyLoss()
 
     def loss_fn(outputs: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,7 @@
 """Reference models: the networks whose results the notebooks discuss, trained once on the whole training split
 over several seeds and shipped with the course as small weight files (``python -m mdnet_utils reference``).
 
-``REGISTRY`` names each one: a ``ModelConfig``, a recipe (``TrainConfig``: the engine's stages without the
-notebooks' ``limit``s), its seeds, and for a report generator the image reference its image model starts from
-(the same seed). ``train_reference(name, seed)`` writes
+``REGISTRY`` (``mdnet_utils.training.registry``) names each one, as data. ``train_reference(name, seed)`` writes
 
     checkpoints/NAME/seed-K.safetensors   the selected weights (``safetensors``: tensors only, no pickle; stored
                                           in float16 where the registry says so, and every figure of the JSON is
@@ -14,16 +12,16 @@ notebooks' ``limit``s), its seeds, and for a report generator the image referenc
                                           "best_epoch", "val", "test", "check" (the figures on the first
                                           ``CHECK_TILES`` test tiles)}
 
-Model selection is on validation (accuracy for an image model, BLEU-4 of greedy reports for a report generator),
-never on test. Training is resumable: every epoch leaves ``checkpoints/.work/NAME/seed-K/`` (``last.pt``, the
-engine's exact resume state, and ``best.safetensors``), so a killed training continues where it stopped; a model
+Model selection is on validation (accuracy for an image model, the mean of the six accuracies for a grade
+reader, BLEU-4 of greedy reports for a report generator), never on test. Training is resumable: every epoch
+leaves ``checkpoints/.work/NAME/seed-K/`` (``last.pt``, the engine's exact resume state, and
+``best.safetensors``), so a killed training continues where it stopped; a model
 whose JSON carries today's data and recipe fingerprints is skipped. ``check_references`` loads every shipped file,
 compares its fingerprints with today's data and recipe, and re-evaluates the first ``CHECK_TILES`` test tiles
-against the stored figures; ``load_reference(name, seed=0)`` is what a notebook calls.
+against the stored figures (equal up to another CPU's rounding: ``evaluation.figures.figures_agree``); ``load_reference(name, seed=0)`` is what a notebook calls.
 
-The epoch budgets (``EPOCHS``) are provisional: they are to be fixed where the validation curves flatten, when the
-registry is first trained in full (see the README); a budget change changes the recipe fingerprint, so
-``check_references`` then names every model it makes stale.
+Comparisons over seeds: ``seed_table`` (a reference's figures per seed, with mean and sd) and ``difference``
+(``mdnet_utils.evaluation.seeds``: when a difference is measurable).
 """
 from __future__ import annotations
 
@@ -34,7 +32,6 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -46,21 +43,22 @@ from torch import nn
 from mdnet_utils import Config, config
 from mdnet_utils.data.build import make_synthetic_dataset
 from mdnet_utils.data.dataset import training_vocab
-from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES
 from mdnet_utils.data.loading import TensorCases
 from mdnet_utils.data.vocab import Vocabulary
 from mdnet_utils.errors import ConfigError
 from mdnet_utils.evaluation.figures import (
+    figures_agree,
     reference_figures,
     reference_split,
     summed_cross_entropy,
 )
+from mdnet_utils.evaluation.seeds import difference, mean_and_sd
 from mdnet_utils.io import write_bytes, write_json
-from mdnet_utils.models.config import MODEL_PRESETS, ModelConfig, build_model
+from mdnet_utils.models.config import ModelConfig, build_model
 from mdnet_utils.training.checkpoint import load_training, save_training
 from mdnet_utils.training.config import TrainConfig
 from mdnet_utils.training.engine import EpochEnd, Resume, train
-from mdnet_utils.training.recipes import course_recipe, diagnosis_model
+from mdnet_utils.training.registry import EPOCHS, REGISTRY, Reference
 
 __all__ = [
     "CHECK_TILES",
@@ -74,6 +72,7 @@ __all__ = [
     "difference",
     "load",
     "load_reference",
+    "metas",
     "recipe_fingerprint",
     "seed_table",
     "shipped",
@@ -82,62 +81,7 @@ __all__ = [
 
 FORMAT = "mdnet-reference-v1"
 CHECK_TILES = 200
-#: Epochs of each recipe (provisional: see the module docstring).
-EPOCHS = {"diagnosis": 30, "decoder": 10, "end_to_end": 10}
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """One entry of the registry (see the module docstring)."""
-    name: str
-    model: ModelConfig
-    recipe: TrainConfig
-    seeds: tuple[int, ...] = (0, 1, 2)
-    start_from: str | None = None
-    float16: bool = True
-
-    @property
-    def reports(self) -> bool:
-        return self.model.reports
-
-
-def _image_recipe() -> TrainConfig:
-    stage = course_recipe("diagnosis").stages[0].replace(epochs=EPOCHS["diagnosis"], limit=None)
-    return TrainConfig((stage,), seed=0)
-
-
-def _report_recipe() -> TrainConfig:
-    full = course_recipe("mdnet")
-    stages = tuple(s.replace(epochs=EPOCHS[s.name], limit=None) for s in full.stages[1:])
-    return full.replace(stages=stages)
-
-
-def _registry() -> dict[str, Reference]:
-    image, reports = _image_recipe(), _report_recipe()
-    four = {"num_classes": len(CLASSES)}
-    grades = {"head": "grades", "grade_sizes": tuple(len(GRADES[f]) for f in FEATURES), **four}
-    entries = [Reference("resnet-8", diagnosis_model(8), image),
-               Reference("plain-8", diagnosis_model(8, plain=True), image),
-               Reference("resnet-32", diagnosis_model(32), image),
-               Reference("plain-32", diagnosis_model(32, plain=True), image),
-               Reference("resnet-32-decoupled", diagnosis_model(32, decoupled=True), image),
-               Reference("literal-ecnet-11-6", ModelConfig(backbone="ecnet-literal", depth=11, width=6, **four), image),
-               Reference("ecnet-20-4", MODEL_PRESETS["mdnet"].replace(**four), image),
-               # grade readers: what the pixels give a backbone (notebook 00's, then MDNet's)
-               Reference("grade-reader", ModelConfig(backbone="resnet", depth=14, width=2, **grades), image),
-               Reference("grade-reader-ecnet-20-4", MODEL_PRESETS["mdnet"].replace(**grades), image),
-               # report generators: vocab_size 4 (the special tokens) stands for "the training split's vocabulary"
-               Reference("mdnet", MODEL_PRESETS["mdnet"].replace(vocab_size=4, **four), reports,
-                         start_from="ecnet-20-4"),
-               Reference("sat-ecnet-20-4", MODEL_PRESETS["mdnet"].replace(vocab_size=4, attention="soft", **four),
-                         reports, start_from="ecnet-20-4"),
-               Reference("resnet-sat", MODEL_PRESETS["resnet-sat"].replace(vocab_size=4, **four), reports,
-                         start_from="resnet-32")]
-    return {e.name: e for e in entries}
-
-
-REGISTRY: dict[str, Reference] = _registry()
 
 
 # -- fingerprints -----------------------------------------------------------------------------------------------
@@ -335,31 +279,33 @@ def course_data(settings: Config = config, *, progress: bool = False) -> Path:
                                   seed=full.seed, progress=progress)
 
 
-def seed_table(name: str, keys: list[str] | None = None, *, split: str = "test", out: str | os.PathLike | None = None):
-    """A pandas DataFrame of a reference's stored figures on ``split`` ("val" or "test"): one row per shipped seed
-    ("seed K"), then "mean" and "sd" (the sample standard deviation over the seeds: what every comparison of
-    the notebooks quotes). ``keys``: which figures (default: all); ``out``: default the course's checkpoints/."""
+def metas(name: str, *, out: str | os.PathLike | None = None) -> dict[int, dict]:
+    """The JSON of every shipped seed of reference ``name``, by seed (no weights are read); ``out``: default the
+    course's checkpoints/. A one-sentence ``ValueError`` naming the folder when none is shipped."""
     out = Path(out) if out is not None else config.checkpoints_dir
-    rows = {f"seed {s}": load_reference(name, s, out=out)[2][split] for n, s in shipped(out) if n == name}
-    if not rows:
+    found = {}
+    for n, seed in shipped(out):
+        if n == name:
+            path = _paths(out, name, seed)[1]
+            try:
+                found[seed] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                raise ValueError(f"{path}: not a reference model's description.") from None
+    if not found:
         raise ValueError(f"{out / name}: no seed of {name!r} is shipped (train it: python -m mdnet_utils "
                          f"reference {name}).")
-    table = pd.DataFrame(rows).T[keys] if keys else pd.DataFrame(rows).T
-    table.loc["mean"], table.loc["sd"] = table.mean(), table.std(ddof=1)
-    return table
+    return found
 
 
-def difference(a: list[float], b: list[float]) -> dict:
-    """How two models compare over their seeds: the means, the sample standard deviations, the difference of the
-    means, and ``measurable``: True when that difference exceeds the sum of the two spreads (the course's rule:
-    a notebook concludes only then, and otherwise says no difference is measurable at this scale)."""
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"a comparison needs at least two seeds a side ({len(a)} and {len(b)} given).")
-    sa, sb = pd.Series(a, dtype=float), pd.Series(b, dtype=float)
-    diff = float(sa.mean() - sb.mean())
-    return {"mean_a": float(sa.mean()), "mean_b": float(sb.mean()), "sd_a": float(sa.std(ddof=1)),
-            "sd_b": float(sb.std(ddof=1)), "difference": diff,
-            "measurable": abs(diff) > float(sa.std(ddof=1) + sb.std(ddof=1))}
+def seed_table(name: str | dict[int, dict], keys: list[str] | None = None, *, split: str = "test",
+               out: str | os.PathLike | None = None) -> pd.DataFrame:
+    """A pandas DataFrame of a reference's stored figures on ``split`` ("val" or "test"): one row per shipped seed
+    ("seed K"), then "mean" and "sd" (``evaluation.seeds.mean_and_sd``). ``name``: a reference's name, or the
+    JSONs ``metas`` returned (read once by a caller that needs them for more); ``keys``: which figures (default:
+    all); ``out``: as in ``metas``."""
+    found = metas(name, out=out) if isinstance(name, str) else name
+    table = pd.DataFrame({f"seed {s}": meta[split] for s, meta in sorted(found.items())}).T
+    return mean_and_sd(table[keys] if keys else table)
 
 
 def check_references(*, root: str | os.PathLike, out: str | os.PathLike) -> tuple[int, list[str]]:
@@ -388,7 +334,7 @@ def check_references(*, root: str | os.PathLike, out: str | os.PathLike) -> tupl
             continue
         recipe = TrainConfig.from_dict(meta["recipe"])
         figures = reference_figures(model, reference_split(root, "test", vocab, recipe.max_len), vocab, CHECK_TILES)
-        if figures != meta.get("check"):
+        if not figures_agree(figures, meta.get("check"), CHECK_TILES):
             problems.append(f"{meta_path}: the stored weights give {figures} on the first {CHECK_TILES} test "
                             f"tiles, not {meta.get('check')}.")
     return len(found), problems

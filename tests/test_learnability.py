@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from mdnet_utils.data import make_synthetic_dataset
-from mdnet_utils.data.loading import load_tiles
+from mdnet_utils.data.loading import load_tiles, to_input
+from mdnet_utils.evaluation.figures import grade_outputs
 from mdnet_utils.models import PreActResNet
+from mdnet_utils.training.config import Stage
 from mdnet_utils.training.learnability import TASK_SIZES, TASKS, GradeReader, evaluate, train_grade_reader
 
 torch.set_num_threads(1)
@@ -59,3 +61,21 @@ def test_training_is_deterministic_for_a_seed_and_has_no_val_keys_without_val(ti
     assert ha == hb and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert hc != ha
     assert not any(k.startswith("val_") for r in ha for k in r)
+
+
+def test_a_given_stage_is_what_trains_with_its_epochs_replaced(tiles):
+    slow = Stage("diagnosis", epochs=99, lr=1e-9, batch_size=16, augment=False)  # lr so low nothing moves
+    _, history = train_grade_reader(*tiles["train"], epochs=2, seed=0, stage=slow, progress=False)
+    _, default = train_grade_reader(*tiles["train"], epochs=2, batch_size=16, seed=0, progress=False)
+    assert len(history) == 2 and history[1]["train_loss"] == pytest.approx(history[0]["train_loss"], rel=0.05)
+    assert default[1]["train_loss"] < 0.98 * history[1]["train_loss"]
+
+
+def test_the_batched_outputs_are_the_model_run_on_all_tiles_at_once(tiles):
+    torch.manual_seed(0)
+    reader = GradeReader().eval()
+    images = tiles["val"][0]
+    whole = reader(to_input(images, torch.device("cpu")))
+    batched = grade_outputs(reader, images, batch_size=5)  # 12 tiles: batches of 5, 5 and 2
+    assert [tuple(o.shape) for o in batched] == [(len(images), n) for n in TASK_SIZES]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(whole, batched))

@@ -12,7 +12,7 @@ from mdnet_utils.__main__ import main
 from mdnet_utils.data import make_synthetic_dataset
 from mdnet_utils.data.grades import FEATURES
 from mdnet_utils.data.loading import load_tiles, to_input
-from mdnet_utils.evaluation.figures import reference_figures, reference_split
+from mdnet_utils.evaluation.figures import figures_agree, reference_figures, reference_split
 from mdnet_utils.models.config import MODEL_PRESETS
 from mdnet_utils.reference import (
     Reference,
@@ -116,6 +116,19 @@ def test_check_passes_fresh_files_and_names_a_stale_or_tampered_one(tiny, data, 
     assert "seed-0.safetensors: not readable weights" in problems[0]
 
 
+def test_the_check_forgives_another_cpus_rounding_but_not_a_changed_model():
+    stored = {"accuracy": 0.96, "class_loss": 0.0747488514, "crowding": 0.98}
+    # measured between two machines: the loss moved by a relative 2e-7, the accuracies not at all
+    assert figures_agree({**stored, "class_loss": 0.0747488365}, stored, 200)
+    assert figures_agree({**stored, "accuracy": 0.965}, stored, 200)           # one tile of 200 flips
+    assert not figures_agree({**stored, "accuracy": 0.95}, stored, 200)        # two tiles
+    assert not figures_agree({**stored, "class_loss": 0.0748}, stored, 200)    # a relative 7e-4
+    assert not figures_agree({"accuracy": 0.96, "class_loss": 0.0747488514}, stored, 200)  # a figure missing
+    assert not figures_agree(stored, None, 200)
+    bleu = {"accuracy": 0.9, "class_loss": 0.2, "BLEU-4": 0.61}
+    assert figures_agree({**bleu, "BLEU-4": 0.615}, bleu, 200) and not figures_agree({**bleu, "BLEU-4": 0.63}, bleu, 200)
+
+
 def test_a_grade_reader_reference_is_trained_on_all_six_tasks_and_reports_each_grade(data, tmp_path, monkeypatch):
     grades = reference.REGISTRY["grade-reader"].model.replace(image_size=32)
     monkeypatch.setattr(reference, "REGISTRY", {"tiny-grades": Reference("tiny-grades", grades, IMAGE, seeds=(0,))})
@@ -162,6 +175,11 @@ def test_a_seed_table_lists_each_shipped_seed_then_the_mean_and_the_sample_sd(ti
     assert table.loc["seed 1", "accuracy"] == b and table.loc["mean", "accuracy"] == pytest.approx((a + b) / 2)
     assert table.loc["sd", "accuracy"] == pytest.approx(abs(a - b) / 2 ** 0.5)  # ddof 1: |a - b| / sqrt(2)
     assert set(reference.seed_table("tiny-image", split="val", out=tmp_path).columns) == set(metas[0]["val"])
+    # the JSONs read once by a caller give the same table; reading them reads no weights
+    for weights in tmp_path.glob("tiny-image/*.safetensors"):
+        weights.unlink()
+    found = reference.metas("tiny-image", out=tmp_path)
+    assert found == dict(enumerate(metas)) and reference.seed_table(found, ["accuracy"]).equals(table)
 
 
 def test_a_difference_is_measurable_only_beyond_the_sum_of_the_spreads():

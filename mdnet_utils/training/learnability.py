@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES
-from mdnet_utils.data.loading import TensorCases, to_input
+from mdnet_utils.data.loading import TensorCases
+from mdnet_utils.evaluation.figures import grade_outputs, summed_cross_entropy
 from mdnet_utils.models import grade_reader
 from mdnet_utils.models.resnet import PreActResNet
 from mdnet_utils.training.config import Stage
@@ -33,37 +34,34 @@ class GradeReader(grade_reader.GradeReader):
 def evaluate(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int = 256) -> dict[str, float]:
     """Accuracy per task (fraction correct) on uint8 images (N, 3, H, W) and targets (N, 6)."""
     model.eval()
-    correct = torch.zeros(len(TASKS))
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            outs = model(to_input(images[i:i + batch_size], next(model.parameters()).device))
-            for t, out in enumerate(outs):
-                correct[t] += (out.argmax(1) == targets[i:i + batch_size, t]).sum()
-    return {task: float(c) / len(images) for task, c in zip(TASKS, correct)}
+    outs = grade_outputs(model, images, batch_size)
+    return {task: float((out.argmax(1) == targets[:, t]).sum()) / len(images)
+            for t, (task, out) in enumerate(zip(TASKS, outs))}
 
 
 def train_grade_reader(train_images: torch.Tensor, train_targets: torch.Tensor, *, epochs: int,
                        batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
                        val: tuple[torch.Tensor, torch.Tensor] | None = None, progress: bool = True,
-                       model: grade_reader.GradeReader | None = None) -> tuple[grade_reader.GradeReader, list[dict]]:
+                       model: grade_reader.GradeReader | None = None,
+                       stage: Stage | None = None) -> tuple[grade_reader.GradeReader, list[dict]]:
     """Train a GradeReader jointly on the six tasks (summed cross-entropies): one diagnosis-like stage of the
     engine (AdamW with weight decay 5e-4, one-cycle, flips and turns), targets (N, 6).
 
     ``model``: another reader to train (e.g. the "grade-reader" reference's network, built from its
-    ``ModelConfig``); by default a fresh ``GradeReader`` drawn from ``seed``. Returns the model and a history
+    ``ModelConfig``); by default a fresh ``GradeReader`` drawn from ``seed``. ``stage``: the engine stage to
+    train with (e.g. the reference's recipe, ``REGISTRY["grade-reader"].recipe.stages[0]``), its epochs set to
+    ``epochs`` (``batch_size`` and ``lr`` then unused); by default the one above. Returns the model and a history
     with the mean training loss (and validation accuracies) per epoch.
     """
     torch.manual_seed(seed)
     model = model if model is not None else GradeReader()
-    ce = nn.CrossEntropyLoss()
-
-    def loss_fn(outputs: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-        return sum(ce(out, targets[:, t]) for t, out in enumerate(outputs))
 
     def on_val(m: nn.Module) -> dict:
         return {f"val_{k}": v for k, v in evaluate(m, *val).items()}
 
-    stage = Stage("diagnosis", epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=5e-4)
-    history = train(model, TensorCases(train_images, train_targets), [stage], seed=seed, loss_fn=loss_fn,
+    stage = stage.replace(epochs=epochs) if stage is not None else Stage(
+        "diagnosis", epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=5e-4)
+    history = train(model, TensorCases(train_images, train_targets), [stage], seed=seed,
+                    loss_fn=summed_cross_entropy,
                     evaluate=on_val if val is not None else None, progress=progress)
     return model, history

@@ -33,7 +33,7 @@
 # Python and NumPy; a first look at PyTorch (tensors, `nn.Module`, a training loop). No pathology needed.
 #
 # ### Runtime
-# On a 2-core laptop CPU: a few minutes in full mode (most of it a live run of the grade reader, 5 epochs;
+# On a 2-core laptop CPU: about **1.5 minutes** in full mode (most of it a live run of the grade reader, 5 epochs;
 # that cell prints how long it took; the converged readers are shipped references),
 # about **40 seconds** in fast mode (`MDNET_FAST=1`, for tests only: 720 tiles, 2 epochs).
 
@@ -387,7 +387,8 @@ plt.show()
 
 # %%
 from mdnet_utils import reference
-from mdnet_utils.data.loading import load_tiles, to_input
+from mdnet_utils.data.loading import load_tiles
+from mdnet_utils.evaluation.figures import grade_outputs
 from mdnet_utils.models import build_model
 from mdnet_utils.training.learnability import TASKS, train_grade_reader
 
@@ -399,10 +400,11 @@ def as_tensors(split):
 train_set, val_set, test_set = as_tensors("train"), as_tensors("val"), as_tensors("test")
 live_epochs = config.pick(full=5, fast=2)
 seed_everything(config.seed)
-live = build_model(reference.REGISTRY["grade-reader"].model)  # the reference's network, freshly drawn
+entry = reference.REGISTRY["grade-reader"]  # its model and recipe
+live = build_model(entry.model)  # the reference's network, freshly drawn
 start = time.perf_counter()
 live, live_history = train_grade_reader(*train_set, epochs=live_epochs, val=val_set, seed=config.seed,
-                                        model=live)
+                                        model=live, stage=entry.recipe.stages[0])  # its recipe, fewer epochs
 print(f"{len(train_set[0])} training tiles, {live_epochs} epochs, {time.perf_counter() - start:.0f} s on {device.type}")
 
 # %% [markdown]
@@ -411,8 +413,8 @@ print(f"{len(train_set[0])} training tiles, {live_epochs} epochs, {time.perf_cou
 # weights (notebooks read them; `make check-references` recomputes them).
 
 # %%
-seeds = reference.REGISTRY["grade-reader"].seeds
-refs = {s: reference.load("grade-reader", seed=s)[2] for s in seeds}  # the JSONs
+refs = reference.metas("grade-reader")  # the JSON of each shipped seed
+seeds = sorted(refs)
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
 live_hist = pd.DataFrame(live_history)
 for ax, task in zip(axes, ("conclusion", "crowding", "polarity")):
@@ -432,7 +434,7 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-reader_table = reference.seed_table("grade-reader", ["accuracy", *FEATURES]).rename(columns={"accuracy": "conclusion"})
+reader_table = reference.seed_table(refs, ["accuracy", *FEATURES]).rename(columns={"accuracy": "conclusion"})
 targets = {t: 0.95 if t == "conclusion" else 0.90 for t in TASKS}
 reader_table.loc["target"] = targets
 print((100 * reader_table).round(1).to_string())
@@ -452,9 +454,7 @@ print(f"reference training: {minutes} minutes per seed ({refs[seeds[0]]['device'
 # %%
 reader, _, _ = reference.load("grade-reader", seed=0)
 full_test = load_tiles(reference.course_data(), "test")  # the references' own test split, in either mode
-with torch.no_grad():
-    outs = [torch.cat(o) for o in zip(*(reader(to_input(full_test[0][i:i + 256], torch.device("cpu")))
-                                        for i in range(0, len(full_test[0]), 256)))]
+outs = grade_outputs(reader, full_test[0])  # one logit tensor per head, the conclusion first
 truth = {"conclusion": full_test[1], "polarity": full_test[2][:, FEATURES.index("polarity")]}
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
 for ax, (task, names) in zip(axes, (("conclusion", CLASSES), ("polarity", GRADES["polarity"]))):

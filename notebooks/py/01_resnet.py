@@ -18,7 +18,8 @@
 # MDNet's image model is a residual network with one new kind of skip connection. Before we can
 # change the skip connection we need the original, built by hand and checked against the real thing.
 # This notebook builds residual blocks from equations (1) to (3), assembles them into networks,
-# proves that our ResNet-18 *is* torchvision's, and trains a residual network against its plain twin.
+# proves that our ResNet-18 *is* torchvision's, and compares residual networks with their plain twins: trained
+# live for a few epochs, and as reference models trained to the end over three seeds.
 #
 # ### What you will learn
 # - the residual block as an equation: Eq. (1)–(2) (post-activation, He et al. 2015) and Eq. (3) (pre-activation, He et al. 2016);
@@ -32,8 +33,9 @@
 # Notebook 00 (the data). PyTorch basics: `nn.Conv2d`, `nn.BatchNorm2d`, a training loop.
 #
 # ### Runtime
-# A few minutes on a 2-core CPU in full mode, most of it training four small networks (the training cell
-# prints each one's time; plain-32 is the slowest); about **1 minute** in fast mode (`MDNET_FAST=1`, for tests only).
+# About **1.5 minutes** on a 2-core CPU in full mode, most of it two short live training runs (each prints its
+# time); the four networks compared are reference models shipped in `checkpoints/`, read, not trained. About
+# 20 seconds in fast mode (`MDNET_FAST=1`, for tests only).
 
 # %%
 # Setup: the same first cell in every notebook.
@@ -41,7 +43,6 @@ import platform
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
@@ -49,12 +50,14 @@ import torchvision
 from torch import nn
 
 import mdnet_utils
-from mdnet_utils import config, get_device, seed_everything
+from mdnet_utils import config, get_device, reference, seed_everything
 from mdnet_utils.data import CLASSES, make_synthetic_dataset
-from mdnet_utils.data.loading import load_tiles
-from mdnet_utils.models import BasicBlock, PreActBasicBlock, cifar_resnet, resnet18
+from mdnet_utils.data.loading import TensorCases, load_tiles
+from mdnet_utils.evaluation.figures import reference_figures, reference_split
+from mdnet_utils.evaluation.seeds import mean_and_sd, seed_curves
+from mdnet_utils.models import BasicBlock, PreActBasicBlock, build_model, cifar_resnet, resnet18
 from mdnet_utils.models.stream import read_stream, residual_blocks
-from mdnet_utils.training.recipes import diagnosis_net
+from mdnet_utils.training.engine import train
 
 seed_everything(config.seed)
 device = get_device()
@@ -220,55 +223,118 @@ print(f"largest output difference: {'< 1e-5' if diff < 1e-5 else diff}")
 # one and set its extra layers to the identity. This is the **degradation problem**: not overfitting,
 # an optimisation problem. The shortcut makes "do nothing" the default of every block.
 #
-# We train four networks on the diagnosis of our tiles (four classes): ResNet-8 and ResNet-32, each
+# We compare four networks on the diagnosis of our tiles (four classes): ResNet-8 and ResNet-32, each
 # with and without shortcuts (`plain=True` removes them and changes nothing else). We use the
 # pre-activation blocks of Eq. (3), because notebook 02 unrolls them exactly; the 2015 paper's
-# post-activation version is Exercise 1. Same data, same seed, same optimiser (AdamW, one-cycle), same number
-# of epochs: the recipe is `mdnet_utils.training.recipes.diagnosis_net`. The trained networks are kept in
-# `runs/` so that notebook 02 can take them apart without training them again.
+# post-activation version is Exercise 1.
+#
+# A comparison of two training runs needs more than one run a side: two seeds of the same network differ by
+# about a point of test accuracy here. So the four networks are **reference models**: each trained three times
+# (seeds 0, 1, 2) on all 3,024 training tiles with one recipe (AdamW, one-cycle schedule, 30 epochs, the
+# checkpoint of the best validation accuracy kept), and shipped with the course in `checkpoints/`
+# (`python -m mdnet_utils reference --list` names them all; training them again takes hours on a CPU). First,
+# though, training itself: the two 32-layer networks, trained live for a few epochs with the references'
+# recipe. Only the number of epochs is cut, so the one-cycle schedule is compressed into them.
 
 # %%
-nets, histories = {}, {}
-for depth in (8, 32):
-    for plain in (True, False):
-        start = time.perf_counter()
-        model, history = diagnosis_net(depth, plain=plain, root=root, config=config, device=device)
-        name = f"{'plain' if plain else 'ResNet'}-{depth}"
-        nets[name], histories[name] = model, history
-        print(f"{name:10s} {sum(p.numel() for p in model.parameters()):>8,} parameters, "
-              f"{len(history)} epochs, {time.perf_counter() - start:5.1f} s")
-
-# %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-style = {"plain": "--", "ResNet": "-"}
-for name, hist in histories.items():
-    h = pd.DataFrame(hist)
-    kind, depth = name.split("-")
-    kw = dict(ls=style[kind], lw=2, color="tab:red" if depth == "32" else "tab:blue", label=name)
-    axes[0].plot(h.epoch, h.train_loss, **kw)
-    axes[1].plot(h.epoch, 1 - h.train_acc, **kw)
-    axes[2].plot(h.epoch, 1 - h.test_acc, **kw)
-for ax, title in zip(axes, ["training loss", "training error (first 512 training tiles)", "test error"]):
-    ax.set_title(title); ax.set_xlabel("epoch")
-axes[0].legend()
-plt.show()
-table = pd.DataFrame({name: {"training loss": h[-1]["train_loss"], "training error": 1 - h[-1]["train_acc"],
-                             "test error": 1 - h[-1]["test_acc"]} for name, h in histories.items()}).T
-print(table.round(3).to_string())
-
+train_images, train_labels, _ = load_tiles(root, "train")
+val_split = reference_split(root, "val", None, None)   # what the references are scored on every epoch
+live_epochs = config.pick(full=3, fast=1)
+live = {}
+for name in ("resnet-32", "plain-32"):
+    entry = reference.REGISTRY[name]
+    torch.manual_seed(config.seed)                      # the weights are drawn as the reference's seed 0 were
+    net = build_model(entry.model).to(device)
+    start = time.perf_counter()
+    history = train(net, TensorCases(train_images, train_labels), [entry.recipe.stages[0].replace(epochs=live_epochs)],
+                    seed=config.seed, device=device, progress=False,
+                    evaluate=lambda m: {f"val_{k}": v for k, v in reference_figures(m, val_split, None).items()})
+    live[name] = pd.DataFrame(history)
+    print(f"{name:9s} {sum(p.numel() for p in net.parameters()):>7,} parameters, {len(train_images)} training "
+          f"tiles, {live_epochs} epochs, {time.perf_counter() - start:.0f} s on {device.type}: training loss "
+          f"{history[-1]['train_loss']:.3f}, validation error {1 - history[-1]['val_accuracy']:.1%}")
 
 # %% [markdown]
-# **What to look for, and an honest reading.** The two plain networks tell the degradation story if
-# plain-32 ends with a *higher training* loss and error than plain-8; the residual pair tells the cure if
-# ResNet-32 does at least as well as ResNet-8. This run shows both. Plain-32 ends with twice plain-8's
-# training loss (0.309 against 0.159) and a higher training error (0.098 against 0.057), and its loss curve
-# lies above the other three from epoch 2 on. ResNet-32, with the same 32 layers, trains at least as well
-# as both 8-layer networks (training loss 0.151, error 0.051). At 8 layers the shortcut buys nothing we can see:
-# plain-8 ends slightly ahead of ResNet-8 (training error 0.057 against 0.074), a gap within what one seed
-# can tell. The training and test error curves jump from epoch to epoch; only the last epochs settle.
-# Our runs are tiny (a few epochs on about 1,500 tiles of 64×64, on a CPU), the paper's are 164 epochs on
-# CIFAR with 20 to 110 layers, and each network here is one seed, so the effect is smaller and noisier than
-# the paper's; try Exercise 2 for deeper plain networks, where the gap grows.
+# **Picture.** Training loss and validation error per epoch of the four references: the line is the mean
+# over the three seeds, the band spans the lowest and highest seed. The dots are the live runs above, a few
+# epochs of a schedule compressed into them. (The training loss is the mean over each epoch's batches, of
+# augmented tiles, as the model changes during the epoch.)
+
+# %%
+names = ["resnet-8", "plain-8", "resnet-32", "plain-32"]
+refs = {name: reference.metas(name) for name in names}   # the JSONs of every shipped seed; no weights read
+fig, axes = plt.subplots(1, 2, figsize=(14, 4.2))
+for name, metas in refs.items():
+    kind, depth = name.split("-")
+    color = "tab:red" if depth == "32" else "tab:blue"
+    for ax, key in zip(axes, ("train_loss", "val_accuracy")):
+        c = seed_curves(metas, key)                     # per epoch: mean, min and max over the seeds
+        if key == "val_accuracy":                       # an error, so that both panels fall
+            c = c.assign(mean=1 - c["mean"], min=1 - c["max"], max=1 - c["min"])
+        ax.plot(c.index, c["mean"], ls="--" if kind == "plain" else "-", lw=2, color=color,
+                label=f"{name} ({len(metas)} seeds)")
+        ax.fill_between(c.index, c["min"], c["max"], color=color, alpha=0.12)
+for name, h in live.items():
+    kw = dict(marker="o", ls="none", color="black", mfc="white" if name.startswith("plain") else "black")
+    axes[0].plot(h.epoch, h.train_loss, label=f"{name}, live", **kw)
+    axes[1].plot(h.epoch, 1 - h.val_accuracy, **kw)
+for ax, title in zip(axes, ["training loss", "validation error"]):
+    ax.set_title(title); ax.set_xlabel("epoch"); ax.set_yscale("log")
+axes[0].legend()
+plt.show()
+
+# %% [markdown]
+# **The check.** At the end of training, for each seed: the training loss of the last epoch (what degradation
+# is about) and the test accuracy of the kept checkpoint. Then the course's rule for a comparison
+# (`mdnet_utils.reference.difference`): a difference of the means is *measurable* when it exceeds the sum of
+# the two standard deviations over seeds; otherwise no difference can be told at this scale. The table reads
+# the shipped JSONs, so it is the same on every machine.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+final_loss = mean_and_sd(pd.DataFrame({name: {f"seed {s}": m["history"][-1]["train_loss"] for s, m in metas.items()}
+                                       for name, metas in refs.items()}))
+test_accuracy = pd.DataFrame({name: reference.seed_table(metas, ["accuracy"])["accuracy"]
+                              for name, metas in refs.items()})
+print("training loss, last epoch\n" + final_loss.round(3).to_string())
+print("\ntest accuracy (%)\n" + (100 * test_accuracy).round(1).to_string())
+val_error = pd.DataFrame({name: 1 - seed_curves(metas, "val_accuracy")["mean"] for name, metas in refs.items()})
+print("\nvalidation error (%), mean over the seeds, at epochs 10, 20, 25 and 30\n"
+      + (100 * val_error.loc[[10, 20, 25, 30]]).round(1).to_string())
+per_seed = {"training loss": final_loss.drop(index=["mean", "sd"]),
+            "test accuracy": test_accuracy.drop(index=["mean", "sd"])}
+print()
+for a, b, question in [("plain-32", "plain-8", "degradation"), ("resnet-32", "plain-32", "the shortcut at 32 layers"),
+                       ("resnet-8", "plain-8", "the shortcut at 8 layers"), ("resnet-32", "resnet-8", "depth with shortcuts")]:
+    for figure, table in per_seed.items():
+        d = reference.difference(list(table[a]), list(table[b]))
+        scale = 100 if figure == "test accuracy" else 1
+        print(f"{question:26s} {a} - {b}, {figure}: {scale * d['difference']:+.3f} "
+              f"(sd {scale * d['sd_a']:.3f} and {scale * d['sd_b']:.3f}): "
+              f"{'measurable' if d['measurable'] else 'not measurable at this scale'}")
+
+# %% [markdown]
+# **What the references show.** Degradation is there, and measurable: plain-32 ends training with a higher
+# training loss than plain-8 (0.132 against 0.090, mean of three seeds, far outside both spreads), its curve
+# lies above the other three from epoch 3 on, and it is also the worst of the four on the test split (94.0 %
+# against plain-8's 95.2 %, a difference larger than the two spreads). The shortcut removes it: ResNet-32,
+# with the same 32 layers, ends at the training loss of the 8-layer networks (0.092), measurably below
+# plain-32. At 8 layers the shortcut buys nothing we can measure (training loss 0.092 against 0.090, test
+# accuracy 95.1 % against 95.2 %), and neither does depth with shortcuts: ResNet-32's seeds spread from 94.4 %
+# to 97.1 % on the test split, wider than its lead over ResNet-8 (0.6 points). ResNet-32's lead over plain-32
+# on the test split (1.7 points) is within the spread too. The effect we can measure is on *training*, which
+# is what He et al. describe.
+#
+# Two more things the outputs show. The validation curves swing by tens of points while the learning rate
+# is high and settle only as the one-cycle schedule anneals it (mean validation error 3.4-5.1 % at epoch 30,
+# within a point of epoch 25 for all four): that is where the references' 30-epoch budget stops, but a
+# schedule that anneals always ends flat, so whether a longer budget would gain more is a question this
+# figure cannot answer (Exercise 5). And the live runs, their whole schedule squeezed into 3 epochs (the
+# dots; their figures are printed under the training cell), end with training losses about three times the
+# references' and validation errors two to three times theirs: most of the diagnosis is learned in the first epochs,
+# the last few points take the rest. Our networks are small (8 and 32
+# layers, 64×64 tiles, 30 epochs), the paper's are 20 to 110 layers on CIFAR for 164 epochs; Exercise 2 goes
+# deeper, where the gap grows.
 
 # %% [markdown]
 # ## Summary
@@ -278,25 +344,30 @@ print(table.round(3).to_string())
 #   silent branch is exactly the identity.
 # - CIFAR-style nets stack $3n$ blocks in three stages; ImageNet-style ones four stages behind a 7×7 stem.
 #   Our ResNet-18 loads torchvision's weights with `strict=True` and computes the same outputs.
-# - Removing the shortcuts makes deeper networks harder to *train*, not just to generalise: the
-#   degradation problem that motivated ResNet.
+# - Removing the shortcuts makes deeper networks harder to *train*, not just to generalise: over three seeds
+#   of the shipped references, plain-32 ends training at a measurably higher loss than plain-8, and ResNet-32
+#   does not (the degradation problem that motivated ResNet). On the test split, only plain-32's deficit is
+#   measurable; the other differences are within the spread of the seeds.
 
 # %% [markdown]
 # ## Exercises
 #
 # The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
-# 1. **Post against pre.** Train the 2015 paper's post-activation networks, `cifar_resnet(depth, preact=False, plain=...)`,
-#    with the same budget and add them to the plot. Is pre-activation easier to optimise here, as He et al. (2016)
-#    found at 1001 layers?
-# 2. **Deeper plain nets.** Add plain-56 (`cifar_resnet(56, plain=True)`). How does its
-#    training loss after the same number of epochs compare with plain-32 and plain-8? (It is slow: try
-#    fewer tiles.)
+# 1. **Post against pre.** Train the 2015 paper's post-activation networks, `cifar_resnet(32, preact=False, plain=...,
+#    num_classes=4, stem_stride=2)`, with the live run's loop of section 5 and add them to the plot. Is pre-activation
+#    easier to optimise here, as He et al. (2016) found at 1001 layers? Train two seeds each before you answer.
+# 2. **Deeper plain nets.** Add plain-56 (`cifar_resnet(56, plain=True, num_classes=4, stem_stride=2)`), live, with
+#    the same loop and number of epochs. How does its training loss compare with the live plain-32's? (It is slow:
+#    try fewer tiles, for both.)
 # 3. **Bottlenecks.** Build `cifar_resnet(29, block="bottleneck")` and print its shape walk-through. Where
 #    does the 4× expansion happen, and why does the first block of stage 1 need a projection shortcut
 #    although its stride is 1?
 # 4. **Zero-init.** Set every block's last BN weight to zero at initialisation (so every block starts as
 #    the identity) and retrain ResNet-32. What changes in the first epoch?
+# 5. **Is 30 epochs enough?** Train ResNet-32 live for 10 epochs and for 20 (the loop of section 5, full
+#    schedule each time), two seeds each, and compare their final validation errors with the references'
+#    30-epoch figure. Where does a longer budget stop paying?
 
 # %% [markdown]
 # ### Exercise A · A pre-activation block by hand

@@ -141,16 +141,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     scores = evaluate_run(args.run, args.data, split=args.split, meteor=None if args.meteor else False)
     out = Path(args.run) / f"scores-{args.split}.json"
     write_json(out, scores)
-    for group, values in scores.items():
-        if not isinstance(values, dict):
-            print(f"{group:32s} {values:.4f}")
-            continue
-        for name, value in values.items():
-            if isinstance(value, dict):
-                print(f"{group + ' / ' + name:32s} " + "  ".join(f"{k} {v:.4g}" for k, v in value.items()))
-            else:
-                print(f"{group + ' / ' + name:32s} {value:.4f}")
+    for line in _score_lines(scores):
+        print(line)
     log.info("written to %s", out)
+
+
+def _score_lines(scores: dict, prefix: str = "") -> list[str]:
+    """``evaluate``'s table: one line per group of numbers, named by its path ("findings / lesion / keyword")."""
+    lines, flat = [], {}
+    for name, value in scores.items():
+        if isinstance(value, dict):
+            lines += _score_lines(value, f"{prefix}{name} / ")
+        else:
+            flat[name] = value
+    if flat and prefix:  # a group of numbers: one line
+        lines.insert(0, f"{prefix[:-3]:32s} " + "  ".join(f"{k} {float(v):.4g}" for k, v in flat.items()))
+    elif flat:  # numbers at the top level: one line each
+        lines[:0] = [f"{k:32s} {float(v):.4f}" for k, v in flat.items()]
+    return lines
 
 
 def _cmd_report(args: argparse.Namespace) -> None:

@@ -2,7 +2,8 @@
 
 ``report_images(run, images, out)``  the run's best model on image files: per image a diagnosis with its
                                      confidence, a generated report and a diagnosis card ``out/<stem>.png``;
-                                     ``out/reports.json`` lists them all.
+                                     ``out/attention.npz`` holds every report's per-word attention and CAM
+                                     (``read_attention``); ``out/reports.json`` lists them all.
 ``plot_run(run, out)``               learning curves from ``run/metrics.jsonl`` (``curves.png``, ``scores.png``)
                                      and a bar chart per ``run/scores-<split>.json`` written by ``evaluate``.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from io import BytesIO
 from pathlib import Path
 
 import matplotlib
@@ -27,17 +29,19 @@ from mdnet_utils.data.grades import CLASSES, FEATURES
 from mdnet_utils.errors import ConfigError, ImageError
 from mdnet_utils.evaluation.localisation import finding_words
 from mdnet_utils.evaluation.reports import generate_reports
-from mdnet_utils.io import atomic_write, read_image, remove_leftovers, resize_image, write_json
+from mdnet_utils.io import atomic_write, read_image, remove_leftovers, resize_image, write_bytes, write_json
 from mdnet_utils.training.runs import load_run
 from mdnet_utils.visualise import diagnosis_card
 
-__all__ = ["report_images", "plot_run", "NO_DIAGNOSIS"]
+__all__ = ["report_images", "read_attention", "plot_run", "NO_DIAGNOSIS", "ATTENTION_FILE"]
 
 NO_DIAGNOSIS = "no diagnosis (the run was trained without labels)"
 STAGE_COLOURS = {"diagnosis": "tab:green", "decoder": "tab:orange", "end_to_end": "tab:purple"}
 REPORT_SCORES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr", "METEOR")
 
 
+#: The per-word attention of every report in a ``report`` folder (numpy's npz: arrays only, no pickle).
+ATTENTION_FILE = "attention.npz"
 #: The PNG "Software" tag of every figure these commands write: how a later call knows a file is its own.
 SOFTWARE = "mdnet_utils (report, plot)"
 
@@ -88,9 +92,9 @@ def _earlier_records(out: Path) -> list[dict]:
 def _check_targets(out: Path, paths: list[Path], stems: list[str], earlier: list[dict]) -> None:
     """Refuse, before anything is written, to write over an input image or over any file that an earlier
     ``report`` did not write itself (``earlier``: the records of its reports.json, which list what it wrote)."""
-    targets = [out / f"{s}.png" for s in stems] + [out / "reports.json"]
+    targets = [out / f"{s}.png" for s in stems] + [out / "reports.json", out / ATTENTION_FILE]
     inputs = {p.resolve() for p in paths if p.exists()}
-    ours = {"reports.json", *(r["png"] for r in earlier)} if earlier else set()
+    ours = {"reports.json", ATTENTION_FILE, *(r["png"] for r in earlier)} if earlier else set()
     for target in targets:
         if target.resolve() in inputs:
             raise ValueError(f"{target}: is one of the input images; its card would overwrite it (choose another "
@@ -106,7 +110,9 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
     or of the first words if none does), and ``out/reports.json``. Returns its records: {"image" (as given),
     "diagnosis", "confidence" (softmax probability; None for a run trained without labels), "report",
     "png" (the card's file name in ``out``)}; reports.json lists every card written in ``out``, earlier calls'
-    too. Never writes over an input image, nor over a file in ``out`` that
+    too, and ``out/attention.npz`` every report's words, per-word attention and CAM on the feature grid (keyed by
+    the image's stem, earlier calls' kept; ``read_attention``). Never writes over an input image, nor over a file
+    in ``out`` that
     an earlier ``report`` did not write (refused in one sentence, before anything is written)."""
     out, paths = Path(out), [Path(p) for p in images]
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or not 1 <= beam_size <= 20:
@@ -120,7 +126,7 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
     _check_targets(out, paths, stems, earlier)
     model, vocab, cfg = load_run(run)
     tiles = torch.stack([_load_tile(p, model.config.image_size) for p in paths])
-    remove_leftovers(out, [f"{s}.png" for s in stems] + ["reports.json"])  # what a killed report left
+    remove_leftovers(out, [f"{s}.png" for s in stems] + ["reports.json", ATTENTION_FILE])  # what a killed run left
     gen = generate_reports(model, tiles, vocab, beam_size=beam_size, max_len=cfg["training"].get("max_len") or 60)
     probs = gen.class_logits.float().softmax(dim=1)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,9 +153,33 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
             plt.close(fig)
         records.append({"image": str(images[i]), "diagnosis": diagnosis, "confidence": confidence,
                         "report": gen.texts[i], "png": f"{path.stem}.png"})
+    kept = read_attention(out) if earlier and (out / ATTENTION_FILE).exists() else {}
+    maps = {k: v for k, v in kept.items() if k not in stems}
+    h, w = gen.grid
+    for i, stem in enumerate(stems):
+        maps[stem] = {"words": np.array(gen.words[i], dtype=str),
+                      "attention": gen.alphas[i].float().reshape(-1, h, w).numpy(),
+                      "cam": gen.cam[i].float().reshape(h, w).numpy()}
+    buffer = BytesIO()
+    np.savez_compressed(buffer, **{f"{stem}/{key}": v for stem, arrays in maps.items() for key, v in arrays.items()})
+    write_bytes(out / ATTENTION_FILE, buffer.getvalue())
     new = {r["png"] for r in records}  # reports.json lists every card of the folder, earlier ones too
     write_json(out / "reports.json", [r for r in earlier if r["png"] not in new] + records)
     return records
+
+
+def read_attention(out: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
+    """The per-word attention a ``report`` call wrote in ``out`` (``out/attention.npz``), by image stem:
+    {"words" (T,) the generated words, "attention" (T, h, w) the map each word was written with, on the image
+    model's feature grid (rows sum to 1, or to less for an attention with a sentinel slot), "cam" (h, w) the class
+    activation map of the diagnosis (zeros for a run trained without labels)}. Read without pickle."""
+    path = Path(out) / ATTENTION_FILE
+    maps: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path, allow_pickle=False) as arrays:
+        for name in arrays.files:
+            stem, key = name.rsplit("/", 1)
+            maps.setdefault(stem, {})[key] = arrays[name]
+    return maps
 
 
 def _read_metrics(run: Path) -> list[dict]:

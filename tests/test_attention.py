@@ -1,11 +1,12 @@
 """Eqs. (13)-(14) on small random tensors in float64: attention maps are distributions over the positions, the
 context vector is their weighted mean of features, the CAM attention is steered by c alone (and only by its shape),
-and the doubly stochastic penalty vanishes where every position gets attention 1 in all."""
+the content-and-CAM reading is Show-Attend-Tell plus a CAM term, the authors' sentinel slot leaves the map's shape
+to the features, and the doubly stochastic penalty vanishes where every position gets attention 1 in all."""
 import pytest
 import torch
 
-from mdnet_utils.models.attention import (CamAttention, SoftAttention, context, doubly_stochastic_penalty,
-                                          flatten_features, standardise_cam)
+from mdnet_utils.models.attention import (CamAttention, CamContentAttention, CamSlotAttention, SoftAttention, context,
+                                          doubly_stochastic_penalty, flatten_features, standardise_cam)
 
 torch.set_num_threads(1)
 
@@ -23,7 +24,12 @@ def inputs(seed=0):
 
 def attentions():
     torch.manual_seed(0)
-    return {"cam": CamAttention(HIDDEN, N).double(), "soft": SoftAttention(D, HIDDEN, attention_dim=4).double()}
+    return {"cam": CamAttention(HIDDEN, N).double(), "soft": SoftAttention(D, HIDDEN, attention_dim=4).double(),
+            "cam-content": CamContentAttention(D, HIDDEN, attention_dim=4).double(),
+            "cam-slot": CamSlotAttention(D, HIDDEN, attention_dim=4).double()}
+
+
+ALL = ["cam", "soft", "cam-content", "cam-slot"]
 
 
 def test_flatten_features_is_row_major_over_positions():
@@ -33,7 +39,7 @@ def test_flatten_features_is_row_major_over_positions():
     assert torch.equal(flat[1, 1 * W + 2], maps[1, :, 1, 2])     # position i = h W + w holds the D channels at (h, w)
 
 
-@pytest.mark.parametrize("name", ["cam", "soft"])
+@pytest.mark.parametrize("name", ["cam", "soft", "cam-content"])
 def test_attention_is_a_distribution_over_the_positions(name):
     features, h, cam = inputs()
     alpha = attentions()[name](features, h, cam)
@@ -42,7 +48,7 @@ def test_attention_is_a_distribution_over_the_positions(name):
     assert torch.allclose(alpha.sum(dim=1), torch.ones(B, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("name", ["cam", "soft"])
+@pytest.mark.parametrize("name", ALL)
 def test_the_cache_gives_the_same_attention(name):
     features, h, cam = inputs()
     att = attentions()[name]
@@ -128,3 +134,51 @@ def test_doubly_stochastic_penalty_leaves_masked_steps_out():
     # one sequence one step shorter: the position it never looked at gets 0 in all, (1 - 0)^2; mean over the batch
     mask[1, N - 1] = False
     assert torch.isclose(doubly_stochastic_penalty(padded, mask), torch.tensor(0.5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_attention_says_whether_it_reads_the_cam(name):
+    features, h, cam = inputs()
+    _, _, other_cam = inputs(seed=1)
+    att = attentions()[name]
+    moved = not torch.allclose(att(features, h, other_cam), att(features, h, cam))
+    assert att.uses_cam == moved == (name != "soft")
+
+
+def test_the_content_reading_is_show_attend_tell_plus_a_cam_term():
+    features, h, cam = inputs()
+    att = attentions()["cam-content"]
+    c = standardise_cam(cam)
+    inner = att.W_a(features) + c.unsqueeze(-1) * att.U_c.weight.squeeze(-1) + att.W_h(h).unsqueeze(1)
+    expected = torch.softmax(att.w(torch.tanh(inner)).squeeze(-1), dim=1)   # e_i = w^T tanh(W_a C_i + W_h h + u c_i)
+    assert torch.allclose(att(features, h, cam), expected)
+    # u = 0: exactly Show-Attend-Tell with the same weights
+    soft = SoftAttention(D, HIDDEN, attention_dim=4).double()
+    soft.load_state_dict({k: v for k, v in att.state_dict().items() if not k.startswith("U_c")})
+    with torch.no_grad():
+        att.U_c.weight.zero_()
+    assert torch.allclose(att(features, h, cam), soft(features, h))
+    other_features, _, _ = inputs(seed=1)
+    assert not torch.allclose(att(other_features, h, cam), att(features, h, cam))   # it reads the features too
+    with pytest.raises(ValueError, match="class activation map"):
+        att(features, h)
+
+
+def test_the_authors_slot_takes_a_share_and_leaves_the_positions_ratios_to_the_features():
+    features, h, cam = inputs()
+    _, _, other_cam = inputs(seed=1)
+    att = attentions()["cam-slot"]
+    alpha, share = att(features, h, cam), att.slot_share(features, h, cam)
+    assert alpha.shape == (B, N) and share.shape == (B,) and (alpha > 0).all() and ((share > 0) & (share < 1)).all()
+    assert torch.allclose(alpha.sum(dim=1) + share, torch.ones(B, dtype=torch.float64))   # not renormalised
+    # by hand: the CAM's softmax pools the projected features into one more candidate, then one softmax over N + 1
+    projected = features @ att.W_a.weight.T
+    slot = (torch.softmax(cam, dim=1).unsqueeze(-1) * projected).sum(dim=1, keepdim=True)
+    scores = att.w(torch.tanh(torch.cat([projected, slot], dim=1) + att.W_h(h).unsqueeze(1))).squeeze(-1)
+    assert torch.allclose(alpha, torch.softmax(scores, dim=1)[:, :N])
+    # another CAM changes how much the positions get, never how they share it
+    other = att(features, h, other_cam)
+    assert not torch.allclose(other.sum(dim=1), alpha.sum(dim=1))
+    assert torch.allclose(other / other.sum(dim=1, keepdim=True), alpha / alpha.sum(dim=1, keepdim=True))
+    with pytest.raises(ValueError, match="positions"):
+        att(features, h, cam[:, :-1])

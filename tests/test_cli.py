@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from mdnet_utils.__main__ import main
+from mdnet_utils.__main__ import _score_lines, main
 
 
 def run(*args):
@@ -103,3 +103,14 @@ def test_quiet_and_verbose_set_the_log_level_for_the_command_only(tmp_path, caps
     assert main(["-v", "data", "--out", str(tmp_path / "ds"), "--n-images", "24", "--size", "24"]) == 0
     assert seen == [logging.WARNING, logging.DEBUG]
     assert logging.getLogger("mdnet_utils").level == before  # a later command (or test) starts afresh
+
+
+def test_evaluates_table_names_every_group_of_numbers_by_its_path_however_deep():
+    scores = {"diagnosis": 0.95, "report": {"BLEU-4": 0.6, "CIDEr": 2.1},
+              "findings": {"lesion": {"keyword": {"lift": 1.25, "sentences": 3}}},
+              "attention sink": {"cell": 3, "sink": True}}
+    assert _score_lines(scores) == [
+        f"{'diagnosis':32s} 0.9500",
+        f"{'report':32s} BLEU-4 0.6  CIDEr 2.1",
+        f"{'findings / lesion / keyword':32s} lift 1.25  sentences 3",
+        f"{'attention sink':32s} cell 3  sink 1"]

@@ -7,21 +7,28 @@ import itertools
 import pytest
 import torch
 
-from mdnet_utils.models.attention import CamAttention, SoftAttention
+from mdnet_utils.models.attention import CamAttention, CamContentAttention, CamSlotAttention, SoftAttention
 from mdnet_utils.models.decoder import ReportDecoder, beam_search, greedy_decode, sequence_log_likelihood, word_loss
 
 torch.set_num_threads(1)
 
 PAD, BOS, EOS = 0, 1, 2
 V, D, N, HIDDEN = 9, 6, 4, 12
-KINDS = ["cam", "soft"]
+KINDS = ["cam", "soft", "cam-content", "cam-slot"]
 
 
-def make_decoder(kind, seed=0, vocab_size=V, sharpen=3.0):
+# per attention, a seed whose random decoder writes reports of several lengths for images(5) (the premise of
+# the decoding tests: a batch of equal lengths would hide a bookkeeping slip)
+SEEDS = {"cam": 0, "soft": 0, "cam-content": 1, "cam-slot": 7}
+
+
+def make_decoder(kind, seed=None, vocab_size=V, sharpen=3.0):
     """A random decoder in eval mode; ``sharpen`` scales the output layer so that the next word is a clear choice,
     and a larger initial state lets the image decide more (here: how long the reports get)."""
-    torch.manual_seed(seed)
-    attention = CamAttention(HIDDEN, N) if kind == "cam" else SoftAttention(D, HIDDEN, attention_dim=5)
+    torch.manual_seed(SEEDS[kind] if seed is None else seed)
+    attention = CamAttention(HIDDEN, N) if kind == "cam" else \
+        {"soft": SoftAttention, "cam-content": CamContentAttention, "cam-slot": CamSlotAttention}[kind](
+            D, HIDDEN, attention_dim=5)
     decoder = ReportDecoder(vocab_size, D, attention, embed_dim=5, hidden_dim=HIDDEN).double().eval()
     with torch.no_grad():
         decoder.out.weight.mul_(sharpen)
@@ -62,7 +69,7 @@ def test_teacher_forcing_shapes(kind):
     logits, alphas = decoder(features, tokens, cam)
     assert logits.shape == (3, tokens.shape[1] - 1, V)
     assert alphas.shape == (3, tokens.shape[1] - 1, N)
-    assert torch.allclose(alphas.sum(dim=-1), torch.ones(3, tokens.shape[1] - 1, dtype=torch.float64))
+    assert_maps(decoder, alphas)
     assert decoder.lstm.input_size == 5 + D           # Eq. (12): the input is [E x_{t-1}; z_t]
 
 
@@ -122,6 +129,16 @@ def rescored(decoder, features, cam, decoded):
     return out
 
 
+def assert_maps(decoder, alphas):
+    """Attention maps over the positions: each sums to 1, or, for the authors' sentinel slot, to less (the slot
+    takes the rest)."""
+    totals = alphas.sum(dim=-1)
+    if isinstance(decoder.attention, CamSlotAttention):
+        assert (alphas >= 0).all() and ((totals > 0) & (totals < 1)).all()
+    else:
+        assert torch.allclose(totals, torch.ones_like(totals))
+
+
 def check_decoded(decoder, features, cam, decoded, max_len):
     """The specification every decoded batch meets."""
     assert len(decoded.tokens) == len(decoded.alphas) == features.shape[0]
@@ -129,7 +146,7 @@ def check_decoded(decoder, features, cam, decoded, max_len):
         assert EOS not in words and BOS not in words and PAD not in words
         assert len(words) < max_len if decoded.finished[b] else len(words) == max_len
         assert alphas.shape == (len(words), N)                   # one map per emitted word
-        assert torch.allclose(alphas.sum(dim=1), torch.ones(len(words), dtype=torch.float64))
+        assert_maps(decoder, alphas)
     for b, (score, alphas) in enumerate(rescored(decoder, features, cam, decoded)):
         assert torch.allclose(decoded.scores[b], score)          # the score is the sequence's log-likelihood
         assert torch.allclose(decoded.alphas[b], alphas)         # row j: the attention used for word j

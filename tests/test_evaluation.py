@@ -41,9 +41,15 @@ def test_generated_reports_come_with_one_attention_map_per_word_and_every_score(
     assert len(gen.texts) == len(test) and gen.class_logits.shape == (len(test), 4)
     assert all(a.shape == (len(w), 16) for a, w in zip(gen.alphas, gen.words))
     scores = evaluate_reports(model, test, vocab, generated=gen)
-    assert set(scores) == {"diagnosis", "teacher-forced loss", "report", "clinical", "attention"}
+    assert set(scores) == {"diagnosis", "teacher-forced loss", "report", "clinical", "attention", "findings",
+                           "attention sink"}
     assert "BLEU-4" in scores["report"] and "features (mean)" in scores["clinical"]
     assert {"lesion", "mitosis"} <= set(scores["attention"])
+    sink = scores["attention sink"]
+    assert sink["words"] == sum(len(w) for w in gen.words) and sink["uniform"] == 1 / 16
+    for parts in scores["findings"].values():   # an untrained model's reports may name findings or not
+        assert set(parts) <= {"keyword", "grade words", "sentence"}
+        assert all(p["sentences"] >= 1 and 0 <= p["pointing"] <= 1 for p in parts.values())
 
 
 def test_encoding_tiles_in_batches_equals_encoding_them_at_once(data):

@@ -253,7 +253,8 @@ def test_report_refuses_to_write_a_card_over_a_file_it_did_not_write(run1, image
 def test_report_rewrites_the_cards_it_wrote_before(run1, image, tmp_path):
     for _ in range(2):
         succeeded(run("report", "--run", run1, image, "--out", tmp_path / "out"))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([image.name, "reports.json"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([image.name, "attention.npz",
+                                                                           "reports.json"])
 
 
 # -- 3. site and student ---------------------------------------------------------------------------------------

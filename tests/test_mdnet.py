@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from mdnet_utils.models import (CamAttention, ReportGenerator, SoftAttention, class_activation_map, feature_grid,
-                                mdnet, mdnet_loss, resnet_sat, sequence_log_likelihood)
+from mdnet_utils.models import (MODEL_PRESETS, CamAttention, CamContentAttention, CamSlotAttention, ReportGenerator,
+                                SoftAttention, build_model, class_activation_map, feature_grid, mdnet, mdnet_loss,
+                                resnet_sat, sequence_log_likelihood)
 from mdnet_utils.models.ecnet import EcNet
 
 V = 20
@@ -39,6 +40,16 @@ def test_the_baseline_is_a_resnet_with_show_attend_tell_attention():
     assert isinstance(sat.decoder.attention, SoftAttention) and not sat.uses_cam
     out = sat(torch.rand(2, 3, 32, 32), _tokens(2))
     assert out["alphas"].shape == (2, 6, 16)
+
+
+@pytest.mark.parametrize("attention, kind", [("cam-content", CamContentAttention), ("cam-slot", CamSlotAttention)])
+def test_the_attention_study_variants_build_on_mdnets_backbone_and_read_its_cam(attention, kind):
+    torch.manual_seed(0)
+    cfg = MODEL_PRESETS["mdnet"].replace(depth=11, width=1, image_size=32, vocab_size=V, attention=attention)
+    net = build_model(cfg).eval()
+    assert isinstance(net.image_model, EcNet) and isinstance(net.decoder.attention, kind) and net.uses_cam
+    out = net(torch.rand(2, 3, 32, 32), _tokens(2))
+    assert out["alphas"].shape == (2, 6, 16) and torch.isfinite(out["word_logits"]).all()
 
 
 def test_the_cam_is_that_of_the_predicted_class_with_its_gradient_stopped(model):

@@ -216,10 +216,13 @@ def test_the_registry_holds_every_model_the_notebooks_compare_with_three_seeds()
         assert len(ref.seeds) >= 3 and all(s.limit is None for s in ref.recipe.stages)  # all of the training split
         if ref.start_from is not None:
             assert ref.start_from in names and not reference.REGISTRY[ref.start_from].reports
-    mdnet, sat = reference.REGISTRY["mdnet"], reference.REGISTRY["sat-ecnet-20-4"]
-    # like for like: the same backbone, decoder, recipe and start; only the attention differs
-    assert mdnet.model.replace(attention="soft") == sat.model and mdnet.recipe == sat.recipe
-    assert mdnet.start_from == sat.start_from
+    mdnet = reference.REGISTRY["mdnet"]
+    # like for like: the same backbone, decoder, recipe and start; only the attention differs (Part III's study)
+    for name, attention in [("sat-ecnet-20-4", "soft"), ("mdnet-cam-content", "cam-content"),
+                            ("mdnet-cam-slot", "cam-slot")]:
+        other = reference.REGISTRY[name]
+        assert mdnet.model.replace(attention=attention) == other.model and mdnet.recipe == other.recipe
+        assert mdnet.start_from == other.start_from and mdnet.seeds == other.seeds
     # the grade reader beside MDNet has its backbone, trained with the image models' recipe
     reader = reference.REGISTRY["grade-reader-ecnet-20-4"]
     assert reader.model.replace(head="shared", grade_sizes=()) == reference.REGISTRY["ecnet-20-4"].model

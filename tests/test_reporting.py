@@ -1,14 +1,17 @@
-"""The report and plot commands: cards and reports.json for image files, learning curves as PNG; bad input exits 2."""
+"""The report and plot commands: cards, per-word attention and reports.json for image files, learning curves as PNG;
+bad input exits 2."""
 import json
+import os
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from mdnet_utils.__main__ import main
 from mdnet_utils.data import make_synthetic_dataset
 from mdnet_utils.data.grades import CLASSES
-from mdnet_utils.reporting import NO_DIAGNOSIS, plot_run, report_images
+from mdnet_utils.reporting import NO_DIAGNOSIS, plot_run, read_attention, report_images
 from mdnet_utils.training.runs import train_run
 
 
@@ -43,7 +46,39 @@ def test_report_writes_a_card_per_image_and_reports_json(trained, tmp_path, caps
         assert set(r) == {"image", "diagnosis", "confidence", "report", "png"}
         assert r["diagnosis"] in CLASSES and 0.0 < r["confidence"] <= 1.0 and isinstance(r["report"], str)
         assert r["png"] == f"{p.stem}.png" and _valid_png(out / r["png"])
-    assert sorted(f.name for f in out.iterdir()) == ["reports.json", "tile_a.png", "tile_b.png"]  # no temporaries
+    assert sorted(f.name for f in out.iterdir()) == ["attention.npz", "reports.json", "tile_a.png", "tile_b.png"]
+
+
+def test_report_writes_each_words_attention_and_the_cam_on_the_feature_grid(trained, tmp_path):
+    _, run, images = trained
+    out = tmp_path / "out"
+    first = report_images(run, images, out)
+    maps = read_attention(out)
+    assert sorted(maps) == ["tile_a", "tile_b"]
+    for record, stem in zip(first, ("tile_a", "tile_b")):
+        words, attention, cam = maps[stem]["words"], maps[stem]["attention"], maps[stem]["cam"]
+        # the report's words (punctuation attached in the text), one map each
+        assert "".join(w for w in words if w != "<eos>") == record["report"].replace(" ", "") and len(words) > 0
+        assert attention.shape == (len(words), *cam.shape) and cam.shape == (4, 4)   # 32 px tiles: a 4 x 4 grid
+        assert np.allclose(attention.sum(axis=(1, 2)), 1, atol=1e-5) and (attention >= 0).all()
+        assert np.isfinite(cam).all() and cam.std() > 0            # the CAM of a labelled run is a real map
+    # a later call on one image rewrites its entry and keeps the other's
+    again = report_images(run, images[:1], out)
+    kept = read_attention(out)
+    assert sorted(kept) == ["tile_a", "tile_b"] and again[0]["report"] == first[0]["report"]
+    assert np.array_equal(kept["tile_b"]["attention"], maps["tile_b"]["attention"])
+    with np.load(out / "attention.npz", allow_pickle=False) as raw:    # arrays only: readable without pickle
+        assert set(raw.files) == {f"{s}/{k}" for s in ("tile_a", "tile_b") for k in ("words", "attention", "cam")}
+
+
+def test_report_never_writes_over_an_attention_file_it_did_not_write(trained, tmp_path, capsys):
+    _, run, images = trained
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "attention.npz").write_bytes(b"a user's own file")
+    assert main(["report", "--run", str(run), str(images[0]), "--out", str(out)]) == 2
+    assert "attention.npz" in capsys.readouterr().err
+    assert (out / "attention.npz").read_bytes() == b"a user's own file" and sorted(os.listdir(out)) == ["attention.npz"]
 
 
 def test_a_run_trained_without_labels_gives_no_diagnosis(trained, tmp_path):

@@ -25,6 +25,7 @@ lie in the region that shows the finding? :data:`FINDING_MASKS` says which regio
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ from mdnet_utils.data.grades import FEATURES
 from mdnet_utils.data.reports import KEYWORDS, PHRASES
 
 __all__ = ["mass_inside", "pointing_game", "mass_inside_uniform", "pointing_game_uniform", "localisation_scores",
-           "FINDING_MASKS", "finding_words", "attention_localisation"]
+           "FINDING_MASKS", "FindingSentence", "finding_sentences", "finding_words", "attention_localisation"]
 
 
 def _as_batch(t, name: str) -> torch.Tensor:
@@ -150,6 +151,42 @@ _WORDINGS = {f: sorted({tuple(w.split()) for ws in PHRASES[f]["wordings"].values
              for f in FEATURES}
 
 
+@dataclass(frozen=True)
+class FindingSentence:
+    """A sentence of a report about exactly one localised feature: its ``feature``, the ``mask`` its finding lies
+    in (:data:`FINDING_MASKS`), its token positions ``start``..``end`` (the closing "." excluded), and the
+    positions of its ``keyword`` tokens and of its ``grade`` wording (the words that say how much, keyword
+    tokens excluded: in "there are numerous mitoses ." the keyword is "mitoses", the grade words "numerous")."""
+    feature: str
+    mask: str
+    start: int
+    end: int
+    keyword: tuple[int, ...]
+    grade: tuple[int, ...]
+
+
+def finding_sentences(tokens: list[str]) -> list[FindingSentence]:
+    """The sentences of ``tokens`` that are about exactly one feature, in order (see :func:`finding_words`)."""
+    out: list[FindingSentence] = []
+    start = 0
+    for end in [*(i for i, t in enumerate(tokens) if t == "."), len(tokens)]:
+        sentence = tokens[start:end]
+        features = [f for f in FEATURES if any(t.startswith(KEYWORDS[f]) for t in sentence)]
+        if len(features) == 1:
+            f = features[0]
+            keyword = {i for i, t in enumerate(sentence) if t.startswith(KEYWORDS[f])}
+            grade, i = set(), 0
+            while i < len(sentence):  # non-overlapping wordings, longest match first
+                match = next((w for w in _WORDINGS[f] if tuple(sentence[i:i + len(w)]) == w), None)
+                if match:
+                    grade.update(range(i, i + len(match)))
+                i += len(match) if match else 1
+            out.append(FindingSentence(f, FINDING_MASKS[f], start, end, tuple(start + k for k in sorted(keyword)),
+                                       tuple(start + g for g in sorted(grade - keyword))))
+        start = end + 1
+    return out
+
+
 def finding_words(tokens: list[str]) -> list[tuple[int, str, str]]:
     """``(position in tokens, feature, mask name)`` for each token that names a localised finding.
 
@@ -159,23 +196,7 @@ def finding_words(tokens: list[str]) -> list[tuple[int, str, str]]:
     "there are numerous mitoses ." they are "numerous" and "mitoses". The conclusion and sentences about no
     feature or several give none. ``tokens`` are as :func:`~mdnet_utils.data.vocab.tokenize` makes them.
     """
-    out: list[tuple[int, str, str]] = []
-    start = 0
-    for end in [*(i for i, t in enumerate(tokens) if t == "."), len(tokens)]:
-        sentence = tokens[start:end]
-        features = [f for f in FEATURES if any(t.startswith(KEYWORDS[f]) for t in sentence)]
-        if len(features) == 1:
-            f = features[0]
-            found = {i for i, t in enumerate(sentence) if t.startswith(KEYWORDS[f])}
-            i = 0
-            while i < len(sentence):  # non-overlapping wordings, longest match first
-                match = next((w for w in _WORDINGS[f] if tuple(sentence[i:i + len(w)]) == w), None)
-                if match:
-                    found.update(range(i, i + len(match)))
-                i += len(match) if match else 1
-            out += [(start + i, f, FINDING_MASKS[f]) for i in sorted(found)]
-        start = end + 1
-    return out
+    return [(i, s.feature, s.mask) for s in finding_sentences(tokens) for i in sorted({*s.keyword, *s.grade})]
 
 
 def attention_localisation(alphas, tokens: list[list[str]], masks: dict, *, grid: tuple[int, int],

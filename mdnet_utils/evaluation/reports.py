@@ -5,7 +5,8 @@ attention map of every word. ``evaluate_reports`` gathers the scores: diagnosis 
 loss (not a performance measure: the model is handed the true previous words) kept apart from the free-running
 report scores (``metrics.caption_scores`` against all reference reports); the clinical score
 (``metrics.clinical_scores``); attention localisation for the words that name a finding
-(``localisation.attention_localisation``).
+(``localisation.attention_localisation``), and per finding sentence and the attention sink
+(``attention_study.study_scores``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 
 from mdnet_utils.data.loading import ReportTiles, flat_reports, to_input
 from mdnet_utils.data.vocab import Vocabulary
+from mdnet_utils.evaluation.attention_study import study_scores
 from mdnet_utils.evaluation.localisation import attention_localisation
 from mdnet_utils.evaluation.metrics import caption_scores, clinical_scores
 from mdnet_utils.models.decoder import word_loss
@@ -90,7 +92,7 @@ def evaluate_reports(model: ReportGenerator, tiles: ReportTiles, vocab: Vocabula
                      generated: Generated | None = None, beam_size: int = 1, max_len: int = 60,
                      meteor: bool | None = False) -> dict:
     """Every score of Part III on ``tiles``: {"diagnosis", "teacher-forced loss", "report", "clinical",
-    "attention"}. ``generated`` reuses reports already written for these tiles. ``meteor`` as in
+    "attention", "findings", "attention sink"} (the last two: ``attention_study.study_scores``). ``generated`` reuses reports already written for these tiles. ``meteor`` as in
     ``caption_scores``, but off by default here (15 s of Java a call); None: whenever Java is there."""
     gen = generated or generate_reports(model, tiles.images, vocab, beam_size=beam_size, max_len=max_len)
     hyps = dict(zip(tiles.ids, gen.texts))
@@ -101,4 +103,5 @@ def evaluate_reports(model: ReportGenerator, tiles: ReportTiles, vocab: Vocabula
         "report": caption_scores(tiles.references(), hyps, meteor=meteor),
         "clinical": clinical_scores(hyps, tiles.truth()),
         "attention": attention_localisation(gen.alphas, gen.words, tiles.masks, grid=gen.grid),
+        **study_scores(gen.alphas, gen.words, tiles.masks, tiles.grades, grid=gen.grid),
     }

@@ -10,8 +10,8 @@ decoder.py    the LSTM that writes the report (Eqs. (11)-(12)), its losses, gree
 mdnet.py      the whole MDNet: image model + decoder (``ReportGenerator``), the CAM of the predicted class, its loss
 config.py     a model as data (``ModelConfig``) and ``build_model``; the builders ``mdnet`` and ``resnet_sat``
 """
-from mdnet_utils.models.attention import (CamAttention, SoftAttention, context, doubly_stochastic_penalty,
-                                          flatten_features, standardise_cam)
+from mdnet_utils.models.attention import (CamAttention, CamContentAttention, CamSlotAttention, SoftAttention, context,
+                                          doubly_stochastic_penalty, flatten_features, standardise_cam)
 from mdnet_utils.models.blocks import (BasicBlock, Bottleneck, PostActBlock, PreActBasicBlock, PreActBlock,
                                        PreActBottleneck, ResidualBlock)
 from mdnet_utils.models.decoder import (Decoded, ReportDecoder, beam_search, greedy_decode, sequence_log_likelihood,
@@ -37,6 +37,6 @@ __all__ = ["ResidualBlock", "PostActBlock", "PreActBlock", "BasicBlock", "Bottle
            "LiteralConcatBlock", "EcNet", "LiteralEcNet", "ecnet", "literal_ecnet", "msr_init", "BlockChannels",
            "channel_table",
            "flatten_features", "context", "standardise_cam", "CamAttention", "SoftAttention",
-           "doubly_stochastic_penalty", "ReportDecoder", "word_loss", "sequence_log_likelihood", "Decoded",
+           "CamContentAttention", "CamSlotAttention", "doubly_stochastic_penalty", "ReportDecoder", "word_loss", "sequence_log_likelihood", "Decoded",
            "greedy_decode", "beam_search", "Encoded", "ReportGenerator", "feature_grid", "mdnet", "mdnet_loss",
            "resnet_sat", "ModelConfig", "MODEL_PRESETS", "build_model", "DecoupledResNet"]

@@ -12,8 +12,9 @@ breaks a saved run.
                   conclusion's classifier and one per feature grade, sized by ``grade_sizes``; image models only)
     num_classes, image_size, stem_stride
     vocab_size    0 for an image model alone (notebooks 01-05); > 0 for a report generator (notebooks 06-08)
-    attention     "cam" (MDNet's Eq. (14)) or "soft" (Show-Attend-Tell, the baseline)
-    embed_dim, hidden_dim, attention_dim (soft attention only), dropout   the decoder
+    attention     "cam" (MDNet's Eq. (14)), "soft" (Show-Attend-Tell, the baseline), "cam-content" (Eq. (14) with a
+                  content term, our reading) or "cam-slot" (the authors' later code: the CAM pools a sentinel slot)
+    embed_dim, hidden_dim, attention_dim (every attention but "cam"), dropout   the decoder
     conditioned   False: the attention's CAM is replaced by zeros (a run trained without labels has no
                   classifier whose CAM could steer it)
 """
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from torch import nn
 
 from mdnet_utils.errors import ConfigError
-from mdnet_utils.models.attention import CamAttention, SoftAttention
+from mdnet_utils.models.attention import CamAttention, CamContentAttention, CamSlotAttention, SoftAttention
 from mdnet_utils.models.decoder import ReportDecoder
 from mdnet_utils.models.decoupled import DecoupledResNet
 from mdnet_utils.models.ecnet import ecnet, literal_ecnet
@@ -38,7 +39,7 @@ BACKBONES = ("resnet", "plain", "ecnet", "ecnet-literal")
 #: The largest image side a model takes: larger ones would need tens of GB for one batch on a CPU.
 MAX_IMAGE_SIZE = 1024
 HEADS = ("shared", "decoupled", "grades")
-ATTENTIONS = ("cam", "soft")
+ATTENTIONS = ("cam", "soft", "cam-content", "cam-slot")
 
 
 def check_choice(key: str, value, choices) -> None:
@@ -174,8 +175,11 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         return model
     h, w = feature_grid(cfg.image_size, cfg.stem_stride)
     d = image_model.num_features
-    attention = CamAttention(cfg.hidden_dim, h * w) if cfg.attention == "cam" else \
-        SoftAttention(d, cfg.hidden_dim, cfg.attention_dim)
+    if cfg.attention == "cam":
+        attention = CamAttention(cfg.hidden_dim, h * w)
+    else:
+        kind = {"soft": SoftAttention, "cam-content": CamContentAttention, "cam-slot": CamSlotAttention}[cfg.attention]
+        attention = kind(d, cfg.hidden_dim, cfg.attention_dim)
     decoder = ReportDecoder(cfg.vocab_size, d, attention, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
                             dropout=cfg.dropout)
     model = ReportGenerator(image_model, decoder, conditioned=cfg.conditioned)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from mdnet_utils.models.attention import CamAttention, doubly_stochastic_penalty, flatten_features
+from mdnet_utils.models.attention import doubly_stochastic_penalty, flatten_features
 from mdnet_utils.models.decoder import Decoded, ReportDecoder, beam_search, greedy_decode, word_loss
 from mdnet_utils.models.heads import class_activation_map
 
@@ -82,8 +82,9 @@ class ReportGenerator(nn.Module):
 
     @property
     def uses_cam(self) -> bool:
-        """True for MDNet's attention (Eq. (14)), False for the Show-Attend-Tell baseline."""
-        return isinstance(self.decoder.attention, CamAttention)
+        """True for an attention that reads the CAM (Eq. (14) and its variants), False for the Show-Attend-Tell
+        baseline."""
+        return bool(getattr(self.decoder.attention, "uses_cam", False))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The image model's last feature maps y_L, (B, D, h, w). Several views of one case, (B, V, 3, H, W) (IU

@@ -67,6 +67,12 @@ def _registry() -> dict[str, Reference]:
                          start_from="ecnet-20-4"),
                Reference("sat-ecnet-20-4", MODEL_PRESETS["mdnet"].replace(vocab_size=4, attention="soft", **four),
                          reports, start_from="ecnet-20-4"),
+               # the attention study of Part III: two more ways for the CAM to steer, on MDNet's backbone
+               Reference("mdnet-cam-content",
+                         MODEL_PRESETS["mdnet"].replace(vocab_size=4, attention="cam-content", **four), reports,
+                         start_from="ecnet-20-4"),
+               Reference("mdnet-cam-slot", MODEL_PRESETS["mdnet"].replace(vocab_size=4, attention="cam-slot", **four),
+                         reports, start_from="ecnet-20-4"),
                Reference("resnet-sat", MODEL_PRESETS["resnet-sat"].replace(vocab_size=4, **four), reports,
                          start_from="resnet-32")]
     return {e.name: e for e in entries}

@@ -5,13 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv lab test quick unit notebooks references check-references run sync bench site student clean
+.PHONY: help venv lab test quick unit notebooks references check-references run runtimes sync bench site student clean
 
 help:
 	@echo "make lab    open JupyterLab on notebooks/ (installs .venv first if needed)"
 	@echo "make test   unit tests + every notebook under nbval, fast mode"
 	@echo "make quick  the unit tests but the slow and browser ones (under a minute), fast mode"
-	@echo "make run    execute every notebook in place, full mode (regenerates committed outputs)"
+	@echo "make run    execute every notebook in place, full mode (regenerates committed outputs; records each time)"
+	@echo "make runtimes  time every notebook in fast mode, writing nothing back (notebooks/runtimes.json)"
 	@echo "make sync   pair every notebook with its script in notebooks/py/ (jupytext), after an edit on either side"
 	@echo "make bench  print the benchmarks as JSON"
 	@echo "make references        train the reference models into checkpoints/ (hours on a CPU; resumable)"
@@ -53,6 +54,9 @@ quick: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python -m mdnet_utils notebooks run
+
+runtimes: $(STAMP)
+	$(BIN)/python -m mdnet_utils notebooks run --fast
 
 bench: $(STAMP)
 	$(BIN)/python -m mdnet_utils bench data

@@ -13,7 +13,8 @@
     plot      learning curves (curves.png, scores.png) and evaluate's scores (scores-SPLIT.png) as PNG:
               plot RUN [--out DIR]   (default DIR: RUN)
     bench     run a benchmark, print JSON:  bench data | resnet | train | data-path
-    notebooks run [PATH ...]     execute notebooks in place, full mode (make run)
+    notebooks run [PATH ...] [--fast]   execute notebooks in place, full mode (make run); --fast: in fast mode,
+              nothing written back (make runtimes); both record each one's time in notebooks/runtimes.json
     reference train the reference models (resumable, skips those up to date), list or check them:
               reference [NAME ...] [--seeds K] [--list] [--check] [--out DIR]
     site      the course as static HTML (index.html + every notebook, MathJax bundled):  site [--out DIR]
@@ -99,7 +100,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 def _cmd_notebooks(args: argparse.Namespace) -> None:
     from mdnet_utils.course import run_notebooks
 
-    run_notebooks([Path(p) for p in args.paths] or None)
+    run_notebooks([Path(p) for p in args.paths] or None, fast=args.fast)
 
 
 def _device(name: str | None):
@@ -178,7 +179,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
 def _cmd_reference(args: argparse.Namespace) -> None:
     from mdnet_utils import config
-    from mdnet_utils.reference import REGISTRY, check_references, course_data, shipped, train_reference
+    from mdnet_utils.reference import REGISTRY, check_references, course_data, metas, shipped, train_reference
 
     out = Path(args.out) if args.out else config.checkpoints_dir
     if args.seeds < 1:
@@ -189,9 +190,13 @@ def _cmd_reference(args: argparse.Namespace) -> None:
     if args.list:
         have = shipped(out)
         for name, ref in REGISTRY.items():
-            seeds = [s for n, s in have if n == name]
+            found = metas(name, out=out) if any(n == name for n, _ in have) else {}
+            times = ", ".join(f"{m['seconds']:.0f}" for m in found.values())
             print(f"{name:24s} {ref.model.name:22s} epochs {ref.recipe.epochs:3d}  seeds {list(ref.seeds)}  "
-                  f"start {ref.start_from or '-':12s} shipped {seeds or 'none'}")
+                  f"start {ref.start_from or '-':12s} shipped {sorted(found) or 'none'}"
+                  + (f"  trained in {times} s" if found else ""))
+        files = [p for p in out.rglob("seed-*") if p.is_file() and ".work" not in p.parts] if out.is_dir() else []
+        print(f"{out}: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e6:.1f} MB (at most 40 MB)")
         return
     root = course_data(progress=not args.quiet)
     if args.check:
@@ -315,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("notebooks", "course upkeep: execute the notebooks in place (full mode)", _cmd_notebooks)
     p.add_argument("action", choices=["run"])
     p.add_argument("paths", nargs="*", help="notebooks to run (default: all of notebooks/)")
+    p.add_argument("--fast", action="store_true", help="fast mode, nothing written back: only the time recorded "
+                                                       "in notebooks/runtimes.json (make runtimes)")
 
     p = command("reference", "train, list or check the reference models shipped in checkpoints/", _cmd_reference)
     p.add_argument("names", nargs="*", metavar="NAME", help="models to train (default: the whole registry)")

@@ -89,12 +89,27 @@ def _earlier_records(out: Path) -> list[dict]:
     return records
 
 
+def _our_attention(path: Path) -> bool:
+    """Whether ``path`` is absent or an attention file as ``report`` writes it (a numpy npz of stem/words,
+    stem/attention and stem/cam arrays): a file of another kind by that name is someone else's."""
+    if not path.exists():
+        return True
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return all(name.rsplit("/", 1)[-1] in ("words", "attention", "cam") and "/" in name
+                       for name in arrays.files)
+    except (OSError, ValueError, EOFError):
+        return False
+
+
 def _check_targets(out: Path, paths: list[Path], stems: list[str], earlier: list[dict]) -> None:
     """Refuse, before anything is written, to write over an input image or over any file that an earlier
     ``report`` did not write itself (``earlier``: the records of its reports.json, which list what it wrote)."""
     targets = [out / f"{s}.png" for s in stems] + [out / "reports.json", out / ATTENTION_FILE]
     inputs = {p.resolve() for p in paths if p.exists()}
-    ours = {"reports.json", ATTENTION_FILE, *(r["png"] for r in earlier)} if earlier else set()
+    ours = {"reports.json", *(r["png"] for r in earlier)} if earlier else set()
+    if earlier and _our_attention(out / ATTENTION_FILE):
+        ours.add(ATTENTION_FILE)
     for target in targets:
         if target.resolve() in inputs:
             raise ValueError(f"{target}: is one of the input images; its card would overwrite it (choose another "

@@ -198,6 +198,9 @@ def test_the_command_lists_the_registry_and_checks_what_is_shipped(tiny, data, t
     assert "tiny-image" in out and "shipped none" in out
     assert main(["-q", "reference", "tiny-image", "--seeds", "1", "--out", str(tmp_path)]) == 0
     assert "tiny-image seed 0: test accuracy" in capsys.readouterr().out
+    assert main(["reference", "--list", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out   # what is shipped, how long each seed trained, and what the folder weighs
+    assert "shipped [0]  trained in " in out and f"{tmp_path}: 2 files, " in out and "(at most 40 MB)" in out
     assert main(["reference", "--check", "--out", str(tmp_path)]) == 0
     assert "1 shipped reference files checked: all load" in capsys.readouterr().out
     (tmp_path / "tiny-image" / "seed-0.json").write_text("{}")

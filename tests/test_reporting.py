@@ -79,6 +79,13 @@ def test_report_never_writes_over_an_attention_file_it_did_not_write(trained, tm
     assert main(["report", "--run", str(run), str(images[0]), "--out", str(out)]) == 2
     assert "attention.npz" in capsys.readouterr().err
     assert (out / "attention.npz").read_bytes() == b"a user's own file" and sorted(os.listdir(out)) == ["attention.npz"]
+    # nor beside an earlier report of its own: a file of another kind by that name is still someone else's
+    (out / "attention.npz").unlink()
+    report_images(run, images[:1], out)
+    (out / "attention.npz").write_bytes(b"replaced by its owner")
+    assert main(["report", "--run", str(run), str(images[0]), "--out", str(out)]) == 2
+    assert "attention.npz" in capsys.readouterr().err
+    assert (out / "attention.npz").read_bytes() == b"replaced by its owner"
 
 
 def test_a_run_trained_without_labels_gives_no_diagnosis(trained, tmp_path):

@@ -4,7 +4,9 @@ The course is the notebooks in ``config.notebooks_dir`` (``notebooks/`` of the c
 ``$MDNET_ROOT``). Upkeep is four jobs, one module each, all reading a notebook through ``notebook``:
 
 * ``checks``: every notebook opens and closes the same way; ``check_structure`` says what one lacks.
-* ``runner``: ``make run`` executes the notebooks in place, full mode (``run_notebooks``).
+* ``runner``: ``make run`` executes the notebooks in place, full mode (``run_notebooks``); ``make runtimes``
+  times them in fast mode. Both record each notebook's time through ``runtimes`` (``notebooks/runtimes.json``,
+  the one source the openings and the README quote).
 * ``student``: ``make student`` writes the student edition, solutions replaced by stubs
   (``build_student_edition``).
 * ``site``: ``make site`` renders the course as static HTML (``build_site``).

@@ -33,9 +33,9 @@
 # Python and NumPy; a first look at PyTorch (tensors, `nn.Module`, a training loop). No pathology needed.
 #
 # ### Runtime
-# On a 2-core laptop CPU: about **1.5 minutes** in full mode (most of it a live run of the grade reader, 5 epochs;
-# that cell prints how long it took; the converged readers are shipped references),
-# about **40 seconds** in fast mode (`MDNET_FAST=1`, for tests only: 720 tiles, 2 epochs).
+# On a 2-core laptop CPU: **~1.5 min** in full mode (most of it a live run of the grade reader, 5 epochs, whose
+# cell prints its time; the converged readers are shipped references), **~20 s** in fast mode (`MDNET_FAST=1`, for
+# tests only: 720 tiles, 2 epochs). Measured by `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.

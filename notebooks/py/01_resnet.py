@@ -33,9 +33,9 @@
 # Notebook 00 (the data). PyTorch basics: `nn.Conv2d`, `nn.BatchNorm2d`, a training loop.
 #
 # ### Runtime
-# About **1.5 minutes** on a 2-core CPU in full mode, most of it two short live training runs (each prints its
-# time); the four networks compared are reference models shipped in `checkpoints/`, read, not trained. About
-# 20 seconds in fast mode (`MDNET_FAST=1`, for tests only).
+# On a 2-core laptop CPU: **~50 s** in full mode (most of it two short live training runs, each printing its time;
+# the four networks compared are reference models shipped in `checkpoints/`, read, not trained), **~15 s** in fast
+# mode (`MDNET_FAST=1`, for tests only). Measured by `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.

@@ -34,9 +34,9 @@
 # from `checkpoints/`).
 #
 # ### Runtime
-# About **3 minutes** on a 2-core laptop CPU in full mode, most of it the lesion studies over three seeds (nothing
-# is trained: the networks are the shipped references);
-# under **1 minute** in fast mode (`MDNET_FAST=1`, for tests only).
+# On a 2-core laptop CPU: **~2 min** in full mode (most of it the lesion studies over three seeds; nothing is
+# trained: the networks are the shipped references), **~15 s** in fast mode (`MDNET_FAST=1`, for tests only).
+# Measured by `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.

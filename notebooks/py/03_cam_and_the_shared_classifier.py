@@ -34,8 +34,9 @@
 # Notebooks 01 and 02 (their ResNet-32, the reference model shipped in `checkpoints/`, is loaded here).
 #
 # ### Runtime
-# On a 2-core laptop CPU: under **1 minute** in full mode (nothing is trained: the ResNet-32s are the shipped
-# references); about 20 seconds in fast mode (`MDNET_FAST=1`, for tests only).
+# On a 2-core laptop CPU: **~20 s** in full mode (nothing is trained: the ResNet-32s are the shipped references),
+# **~10 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured by `make run` and `make runtimes`
+# (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.

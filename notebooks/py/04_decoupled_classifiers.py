@@ -34,8 +34,9 @@
 # in `checkpoints/`, loaded here).
 #
 # ### Runtime
-# On a 2-core CPU: under **1 minute** in full mode (nothing is trained: both networks are shipped references;
-# notebook 01 shows their recipe training live), about 20 seconds in fast mode (`MDNET_FAST=1`, for tests only).
+# On a 2-core laptop CPU: **~10 s** in full mode (nothing is trained: both networks are shipped references;
+# notebook 01 shows their recipe training live), **~10 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured
+# by `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.

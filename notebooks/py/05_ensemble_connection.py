@@ -33,8 +33,9 @@
 # Notebooks 01–04.
 #
 # ### Runtime
-# On a 2-core CPU: under **1 minute** in full mode (nothing is trained: the four networks are reference models
-# shipped in `checkpoints/`), about 30 seconds in fast mode (`MDNET_FAST=1`, for tests only).
+# On a 2-core laptop CPU: **~40 s** in full mode (nothing is trained: the four networks are reference models
+# shipped in `checkpoints/`), **~15 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured by `make run` and
+# `make runtimes` (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.

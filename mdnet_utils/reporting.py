@@ -33,9 +33,12 @@ from mdnet_utils.io import atomic_write, read_image, remove_leftovers, resize_im
 from mdnet_utils.training.runs import load_run
 from mdnet_utils.visualise import diagnosis_card
 
-__all__ = ["report_images", "read_attention", "plot_run", "NO_DIAGNOSIS", "ATTENTION_FILE"]
+__all__ = ["report_images", "read_attention", "plot_run", "NO_DIAGNOSIS", "CONDITIONED", "UNCONDITIONED", "ATTENTION_FILE"]
 
 NO_DIAGNOSIS = "no diagnosis (the run was trained without labels)"
+#: What steers a card's word maps, as the card and ``reports.json`` say it.
+CONDITIONED = "word maps steered by the CAM of the predicted class (Eq. 14)"
+UNCONDITIONED = "word maps not steered by a diagnosis: no labels, so c = 0 in Eq. (14) (the LSTM's state alone)"
 STAGE_COLOURS = {"diagnosis": "tab:green", "decoder": "tab:orange", "end_to_end": "tab:purple"}
 REPORT_SCORES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr", "METEOR")
 
@@ -124,7 +127,8 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
     its confidence, the report, the CAM of the diagnosis, and the attention of the words that name a finding,
     or of the first words if none does), and ``out/reports.json``. Returns its records: {"image" (as given),
     "diagnosis", "confidence" (softmax probability; None for a run trained without labels), "report",
-    "png" (the card's file name in ``out``)}; reports.json lists every card written in ``out``, earlier calls'
+    "attention" (what steers the word maps: ``CONDITIONED``, or ``UNCONDITIONED`` without labels), "png" (the
+    card's file name in ``out``)}; reports.json lists every card written in ``out``, earlier calls'
     too, and ``out/attention.npz`` every report's words, per-word attention and CAM on the feature grid (keyed by
     the image's stem, earlier calls' kept; ``read_attention``). Never writes over an input image, nor over a file
     in ``out`` that
@@ -162,12 +166,14 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
             fig.axes[0].set_title("no diagnosis\n(trained without labels)", fontsize=9)
             fig.axes[1].images[-1].remove()
             fig.axes[1].set_title("no CAM (no labels)", fontsize=9)
+        fig.suptitle(CONDITIONED if labelled else UNCONDITIONED, fontsize=9)
         try:
             _save_png(fig, out / f"{path.stem}.png")
         finally:
             plt.close(fig)
         records.append({"image": str(images[i]), "diagnosis": diagnosis, "confidence": confidence,
-                        "report": gen.texts[i], "png": f"{path.stem}.png"})
+                        "report": gen.texts[i], "attention": CONDITIONED if labelled else UNCONDITIONED,
+                        "png": f"{path.stem}.png"})
     kept = read_attention(out) if earlier and (out / ATTENTION_FILE).exists() else {}
     maps = {k: v for k, v in kept.items() if k not in stems}
     h, w = gen.grid

@@ -152,6 +152,8 @@ MISTAKES = {
                             (lambda h, c, wh, wa: torch.softmax(wh(h), -1), "wrong values")],
     "check_mass_inside": [(_mass(relu=False), "ReLU first"), (_mass(zero_map=0.0), "area share")],
     "check_pointing_game": [(_argmax_hit, "ties")],
+    "check_cam_prior": [(lambda e, c, lam: torch.softmax(e + lam * c, -1), "standardise"),
+                        (lambda e, c, lam: torch.softmax(e, -1) * torch.softmax(lam * c, -1), "wrong values")],
     "check_annotation_entry": [(_entry(image_path=lambda i, f, r, l: None, image=lambda i, f, r, l: f),
                                 "the loader refused"),
                                (_entry(report=lambda i, f, r, l: " ".join(r)), "should be the first report"),

@@ -11,7 +11,7 @@ from PIL import Image
 from mdnet_utils.__main__ import main
 from mdnet_utils.data import make_synthetic_dataset
 from mdnet_utils.data.grades import CLASSES
-from mdnet_utils.reporting import NO_DIAGNOSIS, plot_run, read_attention, report_images
+from mdnet_utils.reporting import NO_DIAGNOSIS, UNCONDITIONED, plot_run, read_attention, report_images
 from mdnet_utils.training.runs import train_run
 
 
@@ -43,7 +43,7 @@ def test_report_writes_a_card_per_image_and_reports_json(trained, tmp_path, caps
     records = json.loads((out / "reports.json").read_text())
     assert [r["image"] for r in records] == [str(p) for p in images]
     for r, p in zip(records, images):
-        assert set(r) == {"image", "diagnosis", "confidence", "report", "png"}
+        assert set(r) == {"image", "diagnosis", "confidence", "report", "attention", "png"}
         assert r["diagnosis"] in CLASSES and 0.0 < r["confidence"] <= 1.0 and isinstance(r["report"], str)
         assert r["png"] == f"{p.stem}.png" and _valid_png(out / r["png"])
     assert sorted(f.name for f in out.iterdir()) == ["attention.npz", "reports.json", "tile_a.png", "tile_b.png"]
@@ -97,6 +97,7 @@ def test_a_run_trained_without_labels_gives_no_diagnosis(trained, tmp_path):
     (unlabelled / "config.json").write_text(json.dumps(cfg))
     [record] = report_images(unlabelled, images[:1], tmp_path / "out")
     assert record["diagnosis"] == NO_DIAGNOSIS and record["confidence"] is None
+    assert record["attention"] == UNCONDITIONED                 # the card says no diagnosis steers its word maps
     assert _valid_png(tmp_path / "out" / "tile_a.png")
 
 

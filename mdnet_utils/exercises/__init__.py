@@ -13,7 +13,7 @@ from mdnet_utils.exercises.data import (check_annotation_entry, check_conclusion
                                         check_patient_split)
 from mdnet_utils.exercises.heads import (check_cam, check_concat_forward, check_decoupled_scores,
                                          check_literal_channels, check_logits_from_cam, check_split_linear)
-from mdnet_utils.exercises.reports import (check_cam_attention, check_context, check_mass_inside,
+from mdnet_utils.exercises.reports import (check_cam_attention, check_cam_prior, check_context, check_mass_inside,
                                            check_pointing_game, check_report_log_likelihood)
 from mdnet_utils.exercises.resnet import (check_conv_output_size, check_gradient_split, check_paths_by_length,
                                           check_preact_forward)
@@ -26,7 +26,7 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "04": ("check_decoupled_scores", "check_split_linear"),
     "05": ("check_concat_forward", "check_literal_channels"),
     "06": ("check_report_log_likelihood", "check_context", "check_cam_attention"),
-    "07": ("check_mass_inside", "check_pointing_game"),
+    "07": ("check_mass_inside", "check_pointing_game", "check_cam_prior"),
     "08": ("check_annotation_entry", "check_patient_split"),
 }
 

@@ -1,12 +1,12 @@
 """Checks for notebooks 06 (a report's log-likelihood, Eq. 11; the context vector, Eq. 13; MDNet's attention,
-Eq. 14) and 07 (how much of a map lies in a mask; the pointing game)."""
+Eq. 14) and 07 (how much of a map lies in a mask; the pointing game; the CAM as a log-prior)."""
 from __future__ import annotations
 
 import torch
 
 from mdnet_utils.evaluation.localisation import mass_inside, pointing_game
 from mdnet_utils.exercises.core import call, check, close, expect, expect_close
-from mdnet_utils.models.attention import CamAttention, context, flatten_features
+from mdnet_utils.models.attention import CamAttention, context, flatten_features, standardise_cam
 from mdnet_utils.models.decoder import sequence_log_likelihood
 
 
@@ -148,3 +148,22 @@ def check_pointing_game(fn) -> str:
         note = " (ties: count every maximal point, score the share inside)" if 0 < want < 1 else ""
         expect(abs(got - want) < 1e-5, f"{case}: expected {want:.4f}, got {got:.4f}{note}")
     return "7 maps, ties and constant maps included"
+
+
+@check
+def check_cam_prior(fn) -> str:
+    """Notebook 07, Exercise C. ``fn(e, cam, lam) -> alpha``: the CAM as a log-prior on content scores (the study's
+    variant 5), alpha = softmax(e + lam c) over the N positions, c the CAM standardised per image as in Eq. (14)
+    (``standardise_cam``); e and cam (B, N), lam a number -> (B, N)."""
+
+    gen = torch.Generator().manual_seed(14)
+    for b, n, lam in [(2, 16, 1.5), (3, 9, 0.0), (1, 64, -0.7)]:
+        e = torch.randn(b, n, generator=gen)
+        cam = 4 * torch.randn(b, n, generator=gen) - 2             # a raw CAM: arbitrary offset and scale
+        want = torch.softmax(e + lam * standardise_cam(cam), dim=-1)
+        raw = torch.softmax(e + lam * cam, dim=-1)
+        case = f"batch {b}, {n} positions, lam {lam}"
+        got = call(fn, e.clone(), cam.clone(), lam, case=case)
+        expect_close(got, want, case, atol=1e-5, hint=lambda g, raw=raw: (
+            "standardise the CAM per image before it is added" if close(g, raw) else None))
+    return "3 cases: lam positive, zero (the content attention alone) and negative"

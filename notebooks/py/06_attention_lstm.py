@@ -19,8 +19,10 @@
 # every word it looks somewhere in the image. This notebook builds that language model from its four
 # equations: the report's likelihood (Eq. 11), the LSTM step (Eq. 12), the context vector (Eq. 13) and
 # MDNet's attention (Eq. 14), which is steered by the class activation map of notebook 03. Each piece is
-# built from scratch, checked against the package's version, and then the whole model is trained on the
-# features of the image models of notebooks 01 and 05, kept frozen (the second stage of MDNet's schedule).
+# built from scratch, checked against the package's version. Then the second stage of MDNet's schedule, the
+# language model trained on the EcNet-20-4 of notebook 05 kept frozen, runs live for a few epochs beside the
+# curves of the course's reference report generators (trained to the end over three seeds and shipped in
+# `checkpoints/`), and those references write the reports that section 6 decodes and scores.
 #
 # ### What you will learn
 # - Eq. (11): a report's log-likelihood is a sum over its words, and teacher forcing trains it with padding masked;
@@ -32,13 +34,13 @@
 # *Equations covered: (11)–(14).*
 #
 # ### Prerequisites
-# Notebooks 03 (class activation maps) and 05 (EcNet). Their networks are reused from `runs/` when those
-# notebooks have run.
+# Notebooks 03 (class activation maps) and 05 (EcNet). The EcNet-20-4 and the two report generators are the
+# reference models shipped in `checkpoints/` (`python -m mdnet_utils reference --list`); nothing needs to have run.
 #
 # ### Runtime
-# On a 2-core CPU: several minutes in full mode when notebooks 01 and 05 have run (two language models are
-# trained here; the training cell prints each one's time); about 40 seconds in fast mode (`MDNET_FAST=1`, for
-# tests only).
+# On a 2-core laptop CPU: **~2.5 min** in full mode (a live stage 2 of two epochs, its cell printing its time, then four decodings
+# of the test split by the shipped references), **~45 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured by
+# `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.
@@ -53,15 +55,18 @@ import torch
 import torch.nn.functional as F
 
 import mdnet_utils
-from mdnet_utils import config, get_device, seed_everything
+from mdnet_utils import config, get_device, reference, seed_everything
 from mdnet_utils.data import make_synthetic_dataset
 from mdnet_utils.data.dataset import build_vocab
 from mdnet_utils.data.loading import load_report_tiles
-from mdnet_utils.evaluation.metrics import leave_one_out_scores, report_agreement
+from mdnet_utils.evaluation.localisation import finding_words
+from mdnet_utils.evaluation.metrics import clinical_scores, leave_one_out_scores, report_agreement
 from mdnet_utils.evaluation.reports import evaluate_reports, generate_reports
+from mdnet_utils.evaluation.seeds import seed_curves
 from mdnet_utils.models import (CamAttention, SoftAttention, class_activation_map, context, mdnet, model_cam,
                                 sequence_log_likelihood, word_loss)
-from mdnet_utils.training.recipes import report_generator
+from mdnet_utils.models.config import build_model
+from mdnet_utils.training.engine import train
 
 seed_everything(config.seed)
 device = get_device()
@@ -73,12 +78,14 @@ sns.set_theme(style="whitegrid", context="notebook")
 # ## 1. A report is a sequence of words
 #
 # The language model reads and writes token ids. The vocabulary is built from the training split's reports
-# (`build_vocab`); every report is framed by `<bos>` and `<eos>`, and a batch of reports is padded with
-# `<pad>` (id 0) to the longest. Each tile comes with five reports by five (synthetic) pathologists.
+# (`build_vocab`: the words seen at least 3 times); every report is framed by `<bos>` and `<eos>`, and a batch of
+# reports is padded with `<pad>` (id 0) to the longest. Each tile comes with five reports by five (synthetic)
+# pathologists. The reference report generators learned with the vocabulary of the full training split and store
+# it; this notebook uses theirs, so that its tokens mean what theirs do.
 
 # %%
 root = make_synthetic_dataset(config.dataset_dir, n_images=config.n_images, seed=config.seed)
-vocab = build_vocab(root)
+vocab = reference.load("mdnet", seed=0)[1]      # the references' vocabulary (that of this split in full mode)
 test = load_report_tiles(root, "test", vocab)
 ids = test.tokens[0, 0]
 print(f"{len(vocab)} tokens in the vocabulary; {len(test)} test tiles x {test.tokens.shape[1]} reports")
@@ -242,9 +249,12 @@ print("W_h:", tuple(att.W_h.weight.shape), "(hidden -> N) | W_att:", tuple(att.W
 #
 # $$e_{t,i} = w^T \tanh(W_a\, C(I)_i + W_h h_{t-1}), \qquad a_t = \mathrm{softmax}(e_t).$$
 #
-# It looks at content, not at a diagnosis. The course's baseline pairs it with the pre-activation ResNet-32 of
-# notebook 01 (`resnet_sat`); MDNet pairs Eq. (14) with the EcNet-20-4 of notebook 05 (`mdnet`). Everything else
-# (the decoder, the training schedule) is the same. Its regulariser, the "doubly stochastic" penalty
+# It looks at content, not at a diagnosis. The course's baseline, `sat-ecnet-20-4` in the reference registry, puts
+# it on MDNet's own image model, so that only the attention differs. What is the same, by construction
+# (`mdnet_utils.training.registry`): the backbone (the EcNet-20-4 of notebook 05, the same pre-trained weights
+# for the same seed), the decoder (word embedding 64, LSTM 128, attention 128, dropout 0.3), the three-stage
+# recipe with its epochs, optimiser and model selection, and the seeds (0, 1, 2). Notebook 07 adds two more
+# readings of Eq. (14) on the same terms. Its regulariser, the "doubly stochastic" penalty
 # $\lambda \sum_i (1 - \sum_t a_{t,i})^2$, is available (`attention_weight` of a training `Stage`,
 # `mdnet_utils.training.config`) but off in our recipe.
 
@@ -284,48 +294,66 @@ plt.show()
 #
 # MDNet's schedule has three stages (the CVPR paper does not publish one; we follow the authors' later code):
 # (1) pre-train the image model on the diagnosis; (2) train the language model with the image model frozen;
-# (3) train end to end (notebook 07). Stage 1 is what notebooks 01 and 05 did (`fit_diagnosis`, reused from
-# `runs/`). Here is stage 2, for MDNet (EcNet-20-4, Eq. 14) and for the baseline (ResNet-32, Show-Attend-Tell).
-# The image model runs frozen (eval mode, no gradient); the decoder learns from all five reports of each tile
-# (`report_generator(..., until="decoder")`: 4 epochs of AdamW one-cycle, batches of 32 tiles = 160 reports;
-# cached in `runs/reports/`).
+# (3) train end to end (notebook 07). Stage 1 is the EcNet-20-4 reference of notebook 05. Stage 2 for MDNet,
+# live: the image model runs frozen (eval mode, no gradient) and the decoder learns from all five reports of each
+# tile, with the recipe of the reference report generators (AdamW one-cycle, lr 3e-3, batches of 32 tiles = 160
+# reports, gradients clipped at norm 5) cut to a few epochs on the first 1,024 training tiles. The references
+# ran the same stage for 10 epochs on all 3,024 training tiles, then 10 epochs of stage 3, over three seeds.
 
 # %%
-models, histories = {}, {}
-for kind in ("mdnet", "resnet-sat"):
-    start = time.perf_counter()
-    models[kind], vocab_k, histories[kind] = report_generator(kind, root=root, config=config, device=device,
-                                                              until="decoder")
-    assert vocab_k == vocab
-    print(f"{kind}: {time.perf_counter() - start:.0f} s (image model and decoder, trained or loaded from runs/)")
+entry = reference.REGISTRY["mdnet"]
+image_model = reference.load("ecnet-20-4", seed=0)[0]           # stage 1: the shipped EcNet-20-4, seed 0
+torch.manual_seed(config.seed)                                  # the decoder drawn as the reference's seed 0 was
+live = build_model(entry.model.replace(vocab_size=len(vocab))).to(device)
+live.image_model.load_state_dict(image_model.state_dict())
+stage = entry.recipe.stage("decoder").replace(epochs=config.pick(full=2, fast=1), limit=config.pick(1024, 128))
+train_cases = load_report_tiles(root, "train", vocab, max_len=entry.recipe.max_len).cases()
+start = time.perf_counter()
+live_history = pd.DataFrame(train(live, train_cases, [stage], seed=config.seed, device=device, progress=False))
+live.eval()
+print(f"stage 2, live: {min(stage.limit, len(train_cases))} training tiles, {stage.epochs} epochs, "
+      f"{time.perf_counter() - start:.0f} s on {device.type}; word loss {live_history.words_loss.iloc[-1]:.3f}")
+
+# %% [markdown]
+# **Picture.** The word loss of every epoch of the two reference report generators (line: mean over the three
+# seeds, band: lowest to highest seed; stage 2, then stage 3 after the dotted line), and the live run's epochs
+# (dots). The word loss is the teacher-forced training loss: a training signal, not a score.
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3.5))
-for kind, h in histories.items():
-    h = pd.DataFrame(h["decoder"])
-    ax.plot(h.epoch, h.words_loss, "o-", label=kind)
-ax.set_xlabel("epoch"); ax.set_ylabel("word loss (nats / word, teacher forced)")
-ax.set_title("stage 2: the decoder learns, image model frozen"); ax.legend()
+refs = {name: reference.metas(name) for name in ("mdnet", "sat-ecnet-20-4")}
+fig, ax = plt.subplots(figsize=(8, 3.8))
+for k, (name, metas) in enumerate(refs.items()):
+    c = seed_curves(metas, "words_loss")
+    ax.plot(c.index, c["mean"], color=f"C{k}", lw=2, label=f"{name} (reference, {len(metas)} seeds)")
+    ax.fill_between(c.index, c["min"], c["max"], color=f"C{k}", alpha=0.15)
+ax.plot(live_history.epoch, live_history.words_loss, "o", color="black", label="MDNet, live (stage 2)")
+ax.axvline(sum(r["stage"] == "decoder" for r in refs["mdnet"][0]["history"]) + 0.5, color="0.4", ls=":")
+ax.set_xlabel("epoch (stage 2, then stage 3)"); ax.set_ylabel("word loss (nats / word, teacher forced)")
+ax.set_yscale("log"); ax.legend(); ax.set_title("the decoder learns; the image model frozen until the dotted line")
 plt.show()
 
 # %% [markdown]
 # The loss does not go to zero, and should not: five pathologists write the same findings in different words,
 # so the next word is genuinely uncertain (which frame, which synonym). What the model can learn is everything
-# that *is* determined: the order of the sections, the grammar, and which grade to write, as far as the frozen
-# features tell it. The cost of each word of the same report as before, now (in the run committed here the
-# tallest remaining bar is a grade, 'prominent' for the nucleoli, which this tile's generated reports in
-# section 6 get wrong):
+# that *is* determined: the order of the sections, the grammar, and which grade to write, as far as the
+# features tell it. The cost of each word of the same report as before: untrained, after the live stage 2, and
+# under the reference MDNet (seed 0, all three stages). Which words stay costly is printed under the figure.
 
 # %%
-costs_after = word_costs(models["mdnet"], images[:1], tokens[:1])[0]
+models = {name: reference.load(name, seed=0, device=device)[0] for name in refs}   # in eval mode
+costs = {"untrained": costs_before, "after the live stage 2": word_costs(live, images[:1], tokens[:1])[0],
+         "reference MDNet": word_costs(models["mdnet"], images[:1], tokens[:1])[0]}
 fig, ax = plt.subplots(figsize=(14, 3))
 x = np.arange(len(words))
-ax.bar(x - 0.2, costs_before[:len(words)], 0.4, color="0.7", label="untrained")
-ax.bar(x + 0.2, costs_after[:len(words)], 0.4, color="C0", label="after stage 2")
+for k, (label, c) in enumerate(costs.items()):
+    ax.bar(x + 0.27 * (k - 1), c[:len(words)], 0.27, color=["0.7", "C1", "C0"][k], label=label)
 ax.set_xticks(x, words, rotation=70, fontsize=8); ax.set_ylabel("-log p(word)")
-ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2)  # below the words: no bar hidden
-ax.set_title("where the remaining cost is: the words a pathologist could have chosen differently")
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=3)  # below the words: no bar hidden
+ax.set_title("the cost of each word of one report")
 plt.show()
+top = costs["reference MDNet"][:len(words)].argsort(descending=True)[:5]
+print("the reference's five costliest words:", ", ".join(f"'{words[k]}' ({costs['reference MDNet'][k]:.2f})"
+                                                         for k in top.tolist()))
 
 # %% [markdown]
 # ## 6. Writing reports: greedy decoding and beam search
@@ -354,7 +382,7 @@ plt.show()
 # %%
 ceiling = report_agreement(test.reports, every_choice=True)
 rows, fair, generated = {}, {}, {}
-for kind, model in models.items():
+for kind, model in models.items():   # the two references, seed 0
     for beam in (1, 3):
         start = time.perf_counter()
         generated[kind, beam] = generate_reports(model, test.images, vocab, beam_size=beam)
@@ -374,38 +402,34 @@ print("\nlike for like, every report against four references:")
 print(pd.DataFrame(fair).T.to_string(float_format="{:.3f}".format))
 
 # %% [markdown]
-# **Reading the tables.** Against all five references, the generated reports' BLEU-4 (0.716 to 0.730) is above
-# the references' own agreement. Like for like, with one reference fewer, it is 0.667 to 0.683 against 0.682: at
-# the ceiling, not above it. ROUGE-L and CIDEr stay above the references' (0.716 to 0.726 against 0.707; 2.12 to
-# 2.15 against 1.75): a model that writes the most common phrasing of each finding matches some reference's
-# n-grams more often than one reference's own choice of words does. So the ceiling says how much the references
-# vary, not a limit on the scores; a report can score well and still state the wrong grade. That is what the
-# clinical score measures: each generated report is read back with the grammar's own parser
+# **Reading the tables.** These are the two reference report generators, seed 0 (all three stages; notebook 07
+# compares them over seeds). Against all five references, their greedy BLEU-4 (0.759 and 0.777) is above the
+# references' own agreement. Like for like, with one reference fewer, it is 0.707 and 0.723 against 0.679: still
+# above it, by 3 to 7 points with beam search. ROUGE-L and CIDEr are above the references' too (0.724 to 0.748
+# against 0.707; 2.38 to 2.52 against 1.71): a model that writes the most common phrasing of each finding matches
+# some reference's n-grams more often than one reference's own choice of words does. So the ceiling says how much
+# the references vary, not a limit on the scores; a report can score well and still state the wrong grade. That
+# is what the clinical score measures: each generated report is read back with the grammar's own parser
 # (`parse_report`) into its five grades and its conclusion, and compared with the ground truth of the tile
 # (`clinical_scores`; the pathology analogue of the labeler-based scores of radiology report generation). Per
 # feature:
 
 # %%
-from mdnet_utils.evaluation.metrics import clinical_scores
 clinical = pd.DataFrame({kind: clinical_scores(dict(zip(test.ids, generated[kind, 1].texts)), test.truth())
                          for kind in models}).T
 print(clinical.to_string(float_format="{:.3f}".format))
 
 # %% [markdown]
-# With the image model frozen, the decoder can only say what the diagnosis network's features already know.
-# That network was trained on the diagnosis, which depends on the *sum* of the grades; the conclusion comes
-# out well, while single grades that matter little for the diagnosis are read less reliably. Notebook 07's
-# third stage trains end to end, so the words can shape the features.
+# The live run of section 5 trained the decoder on frozen features; these references went on to stage 3, where
+# the word loss reaches into the image model. Even so, single grades are read less reliably than the conclusion
+# (0.952 and 0.960): MDNet reads crowding (0.792), nucleoli (0.796) and polarity (0.816) worst, the
+# Show-Attend-Tell generator on the same backbone reads every feature better (mean 0.911 against 0.844, nucleoli
+# 0.963 against 0.796). That is one seed of each: notebook 07 asks whether the gap holds over seeds.
 #
-# Between the two models the gaps are small and go both ways: MDNet reads the five features a little better
-# (0.744 against 0.717 on average), the baseline the conclusion (0.951 against 0.924), and their BLEU-4 differs
-# by under a point. With one seed each, this run names no winner, and it neither shows nor refutes the
-# paper's claim that MDNet writes better reports.
-#
-# Greedy and beam reports differ little here, mostly in the phrasing of a sentence or two. Two examples. In the
-# run committed here all four reports of tile 0 call its nucleoli inconspicuous and conclude "normal", where the
-# reference has prominent nucleoli and a low grade: fluent reports, wrong grade. On tile 1, MDNet's greedy report
-# writes "frequent" mitoses, its beam report (and the reference) "infrequent":
+# Greedy and beam reports differ little here, mostly in the phrasing of a sentence or two (beam search adds 0.4
+# to 2.4 points of BLEU-4 like for like). Two examples. On tile 0 the reference has prominent nucleoli: MDNet's
+# reports call them inconspicuous, the baseline's prominent; every other grade and the conclusion agree with the
+# reference. On tile 1 all four reports state the reference's grades:
 
 # %%
 for i in (0, 1):
@@ -419,12 +443,11 @@ for i in (0, 1):
 # ## 7. Where the model looked for each word
 #
 # Every generated word comes with its attention map $a_t$ on the 8 × 8 grid. Below, one test tile and, for the
-# first eight finding words of its greedy report (the pleomorphism, crowding and polarity sentences and the
-# first word of the mitosis one), MDNet's attention (top) and the baseline's (bottom); notebook 07 overlays
-# them on the image and scores them against the masks.
+# first eight finding words of each greedy report (the title of each map names the finding its sentence is
+# about, then the word), MDNet's attention (top) and the baseline's (bottom); notebook 07 overlays them on the
+# image and scores them against the masks, over seeds.
 
 # %%
-from mdnet_utils.evaluation.localisation import finding_words
 i = int(next(k for k in range(len(test)) if test.masks["mitosis"][k].any() and test.labels[k] >= 2))
 fig, axes = plt.subplots(2, 9, figsize=(18, 4.6))
 for row, kind in enumerate(models):
@@ -435,7 +458,7 @@ for row, kind in enumerate(models):
     axes[row, 0].set_title(kind, fontsize=9)
     for k, (pos, feature, mask) in enumerate(found):
         axes[row, 1 + k].imshow(on_grid(g.alphas[i][pos], g.grid), cmap="viridis")
-        axes[row, 1 + k].set_title(f"'{g.words[i][pos]}'", fontsize=9)
+        axes[row, 1 + k].set_title(f"{feature}\n'{g.words[i][pos]}'", fontsize=9)
     for ax in axes[row]:
         ax.axis("off")
 plt.suptitle("attention of the finding words (yellow: mitotic figures)")
@@ -452,8 +475,9 @@ plt.show()
 # - Eq. (14): MDNet's attention, $\mathrm{softmax}(W_{att}\tanh(W_h h_{t-1} + c))$, steered by the class activation
 #   map of the predicted class; it sees the image's content only through $c$. Show-Attend-Tell scores every
 #   position by its content instead.
-# - With the image model frozen, both models learn the reports' structure and wording; the free-running scores,
-#   not the teacher-forced loss, are the measure, read beside the references' own agreement and a clinical score.
+# - With the image model frozen, the decoder learns the reports' structure and wording within a few epochs (the
+#   live run beside the references' curves); the free-running scores, not the teacher-forced loss, are the
+#   measure, read like for like beside the references' own agreement and with a clinical score.
 
 # %% [markdown]
 # ## Exercises

@@ -29,15 +29,18 @@
 # - what changes without labels (no class loss; an unconditioned attention) and with two views per case (feature maps fused);
 # - how `torchrun` runs the same training on several processes, CPUs or GPUs, and how closely it follows one process.
 #
-# *Equations covered: (1)–(14), MDNet trained on data in your own layout.*
+# *Equations covered: (1)–(6), (10)–(13): the EcNet learned through the word loss alone, and the language model.
+# Without labels there is no class score to train (Eqs. 7-9), and Eq. (14) runs with c = 0: no diagnosis steers
+# the attention.*
 #
 # ### Prerequisites
 # Notebook 07 (what MDNet is and how it is scored). No trained network is reused: everything here is trained
 # through the command line.
 #
 # ### Runtime
-# On a 2-core CPU: a few minutes in full mode, most of it the 20 training epochs of section 2 (their total is
-# printed there, in seconds on this machine); about 1 minute in fast mode (`MDNET_FAST=1`, for tests only).
+# On a 2-core laptop CPU: **~5.5 min** in full mode, most of it the 20 training epochs of section 2 (their total is printed there,
+# in seconds on this machine), **~1.5 min** in fast mode (`MDNET_FAST=1`, for tests only). Measured by `make run` and
+# `make runtimes` (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.
@@ -218,11 +221,12 @@ print("interrupted + resumed == straight through:", all(torch.equal(a[k], b[k]) 
 display(Image(filename=str(run / "curves.png"), width=800))
 
 # %% [markdown]
-# BLEU and ROUGE-L are lower than in notebook 07, for reasons worth naming: one reference report per case instead
-# of five (BLEU rewards matching *any* reference), a free-text style whose sentences vary in wording and order (the
-# two reports printed in section 1), no labels to steer the attention, and a fraction of the training. CIDEr is
-# higher than there, but it does not compare across data sets: it weighs every n-gram by how rare it is among the
-# references of the split it scores. The numbers of a run are what they are; the point here is the pipeline.
+# These scores do not compare with notebook 07's, in either direction: here each case has one reference report
+# instead of five (BLEU and ROUGE-L reward matching *any* reference), its style is free text whose sentences vary
+# in wording and order (the two reports printed in section 1), there are no labels to steer the attention, the
+# training is a fraction of the references', and CIDEr weighs every n-gram by how rare it is among the references
+# of the split it scores, so it changes with the data set itself. The numbers of a run are what they are; the
+# point here is the pipeline.
 #
 # ## 4. Reports for new images, and images the model has never seen the like of
 #
@@ -254,7 +258,12 @@ for card in json.loads((cards / "reports.json").read_text()):
 # **A caution the cards make visible.** The model writes a fluent report for the immunohistochemistry crops too:
 # it has only ever seen one kind of tissue and one kind of report, and nothing in it can say "this is not what I
 # was trained on". A generated report is evidence of what the model learned, not of what is in an image it was
-# never trained for; real use needs out-of-distribution checks and a pathologist.
+# never trained for; real use needs out-of-distribution checks and a pathologist. The crops show it twice over:
+# the report of the second crop is word for word the report of the first test tile (p0005_t00), and the first
+# crop's report loses its grammar, repeating "polarity is partially lost" three times. A model given an image
+# unlike its training data falls back on its most practised sentences, or on none it can finish. These cards also
+# say so at the top: without labels $c = 0$ in Eq. (14), so no diagnosis steers their word maps; they come from
+# the LSTM's state alone.
 #
 # ## 5. Scaling out: `torchrun`
 #
@@ -269,7 +278,7 @@ for card in json.loads((cards / "reports.json").read_text()):
 # ```
 #
 # Here, on the small copy, two CPU processes against one, same global batch, three epochs: the losses follow each
-# other closely (relative differences of at most 0.0015 here), not exactly, because each process's batch norm sees
+# other closely (relative differences of at most 0.0035 here), not exactly, because each process's batch norm sees
 # only its half of the batch.
 
 # %%

@@ -36,10 +36,18 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
 unit: $(STAMP)
-	MDNET_FAST=1 $(BIN)/python -m pytest tests -q
+	MDNET_FAST=1 $(BIN)/python -m pytest tests -q $(XDIST) --dist worksteal
+
+# Two workers: the unit tests spend most of their time starting interpreters (torch's import), which one core
+# does while the other computes. The notebooks run two at a time, one file each, after the fast data set they
+# share is built once (so no two kernels build it at the same moment).
+XDIST := -n 2
+FAST_DATA := from mdnet_utils import config; from mdnet_utils.data import make_synthetic_dataset as build; \
+	build(config.dataset_dir, n_images=config.n_images, image_size=config.image_size, seed=config.seed)
 
 notebooks: $(STAMP)
-	MDNET_FAST=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/ -q
+	MDNET_FAST=1 $(BIN)/python -c "$(FAST_DATA)"
+	MDNET_FAST=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(XDIST) --dist loadfile notebooks/ -q
 
 check-references: $(STAMP)
 	$(BIN)/python -m mdnet_utils reference --check

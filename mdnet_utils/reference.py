@@ -10,13 +10,16 @@ over several seeds and shipped with the course as small weight files (``python -
                                           {"data", "recipe"}, "vocab" (report generators), "versions", "device",
                                           "seconds", "history" (per epoch: the losses and the validation score),
                                           "best_epoch", "val", "test", "check" (the figures on the first
-                                          ``CHECK_TILES`` test tiles)}
+                                          ``CHECK_TILES`` test tiles), and for a report generator "study" (every
+                                          score of Part III's attention study on the whole test split:
+                                          ``evaluation.study_table.study_record``)}
 
 Model selection is on validation (accuracy for an image model, the mean of the six accuracies for a grade
 reader, BLEU-4 of greedy reports for a report generator), never on test. Training is resumable: every epoch
 leaves ``checkpoints/.work/NAME/seed-K/`` (``last.pt``, the engine's exact resume state, and
 ``best.safetensors``), so a killed training continues where it stopped; a model
-whose JSON carries today's data and recipe fingerprints is skipped. ``check_references`` loads every shipped file,
+whose JSON carries today's data and recipe fingerprints is skipped (a report generator's JSON without "study"
+gets it added, from its stored weights). ``check_references`` loads every shipped file,
 compares its fingerprints with today's data and recipe, and re-evaluates the first ``CHECK_TILES`` test tiles
 against the stored figures (equal up to another CPU's rounding: ``evaluation.figures.figures_agree``); ``load_reference(name, seed=0)`` is what a notebook calls.
 
@@ -43,7 +46,7 @@ from torch import nn
 from mdnet_utils import Config, config
 from mdnet_utils.data.build import make_synthetic_dataset
 from mdnet_utils.data.dataset import training_vocab
-from mdnet_utils.data.loading import TensorCases
+from mdnet_utils.data.loading import TensorCases, load_report_tiles
 from mdnet_utils.data.vocab import Vocabulary
 from mdnet_utils.errors import ConfigError
 from mdnet_utils.evaluation.figures import (
@@ -53,6 +56,7 @@ from mdnet_utils.evaluation.figures import (
     summed_cross_entropy,
 )
 from mdnet_utils.evaluation.seeds import difference, mean_and_sd
+from mdnet_utils.evaluation.study_table import study_record
 from mdnet_utils.io import write_bytes, write_json
 from mdnet_utils.models.config import ModelConfig, build_model
 from mdnet_utils.training.checkpoint import load_training, save_training
@@ -144,6 +148,12 @@ def train_reference(name: str, seed: int, *, root: str | os.PathLike, out: str |
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         if meta.get("fingerprint") == prints and weights.exists():
+            if ref.reports and "study" not in meta:  # shipped before the study's scores were stored
+                model, vocab, meta = load_reference(name, seed, out=out, device=device)
+                meta["study"] = _study(model, root, vocab)
+                write_json(meta_path, meta)
+                log.info("%s seed %d: up to date; its study scores added", name, seed)
+                return meta
             log.info("%s seed %d: up to date, skipped", name, seed)
             return meta
     device = device or torch.device("cpu")
@@ -220,11 +230,18 @@ def train_reference(name: str, seed: int, *, root: str | os.PathLike, out: str |
             "device": str(device), "seconds": round(state["seconds"], 1), "history": state["history"],
             "best_epoch": state["best_epoch"], "val": reference_figures(model, val, vocab), "test": reference_figures(model, test, vocab),
             "check": reference_figures(model, test, vocab, CHECK_TILES)}
+    if vocab is not None:
+        meta["study"] = _study(model, root, vocab)
     weights.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(weights, safetensors.torch.save(stored, metadata={"format": FORMAT}))
     write_json(meta_path, meta)
     _remove_work(work)
     return meta
+
+
+def _study(model: nn.Module, root: Path, vocab: Vocabulary) -> dict:
+    """A report generator's "study" (``study_record``) on the whole test split, read as notebook 07 reads it."""
+    return study_record(model.eval(), load_report_tiles(root, "test", vocab), vocab)
 
 
 def _remove_work(work: Path) -> None:
@@ -331,6 +348,9 @@ def check_references(*, root: str | os.PathLike, out: str | os.PathLike) -> tupl
             continue
         if prints.get("recipe") != recipe_fingerprint(REGISTRY[name]):
             problems.append(f"{meta_path}: stale: the model or recipe in the registry changed.")
+            continue
+        if REGISTRY[name].reports and not isinstance(meta.get("study"), dict):
+            problems.append(f"{meta_path}: no stored study scores (add them: python -m mdnet_utils reference {name}).")
             continue
         recipe = TrainConfig.from_dict(meta["recipe"])
         figures = reference_figures(model, reference_split(root, "test", vocab, recipe.max_len), vocab, CHECK_TILES)

@@ -33,7 +33,8 @@ from mdnet_utils.io import atomic_write, read_image, remove_leftovers, resize_im
 from mdnet_utils.training.runs import load_run
 from mdnet_utils.visualise import diagnosis_card
 
-__all__ = ["report_images", "read_attention", "plot_run", "NO_DIAGNOSIS", "CONDITIONED", "UNCONDITIONED", "ATTENTION_FILE"]
+__all__ = ["report_images", "read_attention", "plot_run", "NO_DIAGNOSIS", "CONDITIONED", "UNCONDITIONED",
+           "ATTENTION_FILE"]
 
 NO_DIAGNOSIS = "no diagnosis (the run was trained without labels)"
 #: What steers a card's word maps, as the card and ``reports.json`` say it.
@@ -154,6 +155,7 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
     import matplotlib.pyplot as plt  # here, not at the top: importing pyplot fixes the backend chosen above
 
     records, labelled = [], model.conditioned
+    steering = CONDITIONED if labelled else UNCONDITIONED  # what the card and reports.json say steers the word maps
     for i, path in enumerate(paths):
         confidence = float(probs[i].max()) if labelled else None
         diagnosis = CLASSES[int(probs[i].argmax())] if labelled else NO_DIAGNOSIS
@@ -166,13 +168,13 @@ def report_images(run: str | os.PathLike, images: list[str | os.PathLike], out: 
             fig.axes[0].set_title("no diagnosis\n(trained without labels)", fontsize=9)
             fig.axes[1].images[-1].remove()
             fig.axes[1].set_title("no CAM (no labels)", fontsize=9)
-        fig.suptitle(CONDITIONED if labelled else UNCONDITIONED, fontsize=9)
+        fig.suptitle(steering, fontsize=9)
         try:
             _save_png(fig, out / f"{path.stem}.png")
         finally:
             plt.close(fig)
         records.append({"image": str(images[i]), "diagnosis": diagnosis, "confidence": confidence,
-                        "report": gen.texts[i], "attention": CONDITIONED if labelled else UNCONDITIONED,
+                        "report": gen.texts[i], "attention": steering,
                         "png": f"{path.stem}.png"})
     kept = read_attention(out) if earlier and (out / ATTENTION_FILE).exists() else {}
     maps = {k: v for k, v in kept.items() if k not in stems}

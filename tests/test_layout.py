@@ -37,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "io": {"errors"},
     "__init__": {"errors", "io"},
     "visualise": set(),                                          # depends on no other package module
+    "diagrams": {"models"},                                      # schematic pictures, read from the models they show
     "data": BASE | {"data"},
     "models": {"errors", "models"},                              # not data: a model knows tensors, not files
     "evaluation": BASE | {"data", "models", "evaluation"},

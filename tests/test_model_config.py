@@ -25,7 +25,8 @@ def test_a_config_round_trips_through_json_and_names_the_network():
 @pytest.mark.parametrize("changes, key", [
     ({"backbone": "vgg"}, "backbone"), ({"depth": 0}, "depth"), ({"image_size": 30}, "image_size"),
     ({"dropout": 1.0}, "dropout"), ({"attention": "hard"}, "attention"), ({"vocab_size": 2}, "vocab_size"),
-    ({"head": "decoupled", "backbone": "ecnet"}, "head"),
+    ({"head": "decoupled", "backbone": "ecnet"}, "head"), ({"head": "eq9", "backbone": "plain"}, "head"),
+    ({"head": "eq9", "vocab_size": 40}, "head"),
     ({"head": "grades"}, "grade_sizes"), ({"grade_sizes": (3, 2)}, "grade_sizes"),
     ({"head": "grades", "grade_sizes": (3, 1)}, "grade_sizes"),
     ({"head": "grades", "grade_sizes": (3,), "vocab_size": 40}, "grade_sizes"),
@@ -64,7 +65,11 @@ def test_build_model_draws_the_same_weights_as_the_builders_it_replaces():
     d = cifar_resnet(32, preact=True, num_classes=4, stem_stride=2)
     torch.manual_seed(1)
     e = build_model(ModelConfig(backbone="resnet", depth=32, width=1, head="decoupled"))
-    assert isinstance(e, DecoupledResNet) and same(d.stem, e.stem)
+    assert isinstance(e, DecoupledResNet) and same(d.stem, e.stem) and e.norm == "per-member"  # the variant
+    torch.manual_seed(1)
+    eq9 = build_model(ModelConfig(backbone="resnet", depth=32, width=1, head="eq9"))  # Eq. (9) exactly
+    assert eq9.norm == "shared" and eq9.config.name == "ResNet-32-eq9" and same(d.stem, eq9.stem)
+    assert same(e.head, eq9.head)  # both heads drawn after the same backbone: the same start
     assert isinstance(resnet_sat(40).config, ModelConfig)
     torch.manual_seed(2)
     f = literal_ecnet(11, 6, 4, stem_stride=2)  # notebook 05's literal ensemble-connection net

@@ -11,8 +11,9 @@ from mdnet_utils import Config, reference
 from mdnet_utils.__main__ import main
 from mdnet_utils.data import make_synthetic_dataset
 from mdnet_utils.data.grades import FEATURES
-from mdnet_utils.data.loading import load_tiles, to_input
+from mdnet_utils.data.loading import load_report_tiles, load_tiles, to_input
 from mdnet_utils.evaluation.figures import figures_agree, reference_figures, reference_split
+from mdnet_utils.evaluation.study_table import rows_agree, stored_rows, variant_row
 from mdnet_utils.models.config import MODEL_PRESETS
 from mdnet_utils.reference import (
     Reference,
@@ -68,6 +69,31 @@ def test_a_reference_is_safetensors_and_json_whose_figures_come_from_the_stored_
     val = reference_split(data, "val", vocab, 60)
     assert reference_figures(model, val, vocab) == meta["val"]  # recomputed from the float16 file: equal
     assert len(vocab) == model.config.vocab_size
+
+
+def test_a_report_generator_stores_the_study_scores_of_its_stored_weights_and_gets_them_added_when_missing(
+        tiny, data, tmp_path):
+    meta = train_reference("tiny-reports", 0, root=data, out=tmp_path, progress=False)
+    model, vocab, _ = load_reference("tiny-reports", 0, out=tmp_path)
+    tiles = load_report_tiles(data, "test", vocab)
+    rows = stored_rows(meta)
+    assert set(rows) == {"model", "cam"} and "diagnosis" in rows["model"] and "diagnosis" not in rows["cam"]
+    assert meta["study"]["tiles"] == len(tiles)
+    assert rows_agree(rows["model"], variant_row(model, tiles, vocab), atol=0)  # recomputed from the float16 file
+    assert "study" not in json.loads((tmp_path / "tiny-image" / "seed-0.json").read_text())  # reports only
+
+    path = tmp_path / "tiny-reports" / "seed-0.json"
+    older = {k: v for k, v in meta.items() if k != "study"}  # shipped before the study's scores were stored
+    path.write_text(json.dumps(older))
+    weights = (tmp_path / "tiny-reports" / "seed-0.safetensors").read_bytes()
+    _, problems = check_references(root=data, out=tmp_path)
+    assert problems == [f"{path}: no stored study scores (add them: python -m mdnet_utils reference tiny-reports)."]
+    again = train_reference("tiny-reports", 0, root=data, out=tmp_path, progress=False)
+    assert again["study"] == json.loads(json.dumps(meta["study"]))  # added back, the same figures
+    assert (tmp_path / "tiny-reports" / "seed-0.safetensors").read_bytes() == weights  # nothing retrained
+    assert check_references(root=data, out=tmp_path) == (2, [])
+    with pytest.raises(ValueError, match="no stored study scores"):
+        stored_rows(older)
 
 
 def test_a_reference_up_to_date_is_skipped_and_a_killed_one_resumes_to_the_same_weights(tiny, data, tmp_path):
@@ -214,7 +240,8 @@ def test_the_command_lists_the_registry_and_checks_what_is_shipped(tiny, data, t
 def test_the_registry_holds_every_model_the_notebooks_compare_with_three_seeds():
     names = set(reference.REGISTRY)
     assert {"resnet-8", "plain-8", "resnet-32", "plain-32", "resnet-32-decoupled", "literal-ecnet-11-6", "ecnet-20-4",
-            "grade-reader", "grade-reader-ecnet-20-4", "mdnet", "sat-ecnet-20-4", "resnet-sat"} <= names
+            "grade-reader", "grade-reader-ecnet-20-4", "mdnet", "sat-ecnet-20-4", "mdnet-cam-content",
+            "mdnet-cam-slot"} <= names
     for ref in reference.REGISTRY.values():
         assert len(ref.seeds) >= 3 and all(s.limit is None for s in ref.recipe.stages)  # all of the training split
         if ref.start_from is not None:
@@ -230,3 +257,13 @@ def test_the_registry_holds_every_model_the_notebooks_compare_with_three_seeds()
     reader = reference.REGISTRY["grade-reader-ecnet-20-4"]
     assert reader.model.replace(head="shared", grade_sizes=()) == reference.REGISTRY["ecnet-20-4"].model
     assert reader.recipe == reference.REGISTRY["ecnet-20-4"].recipe
+
+
+def test_eq9_is_trained_like_the_decoupled_variant_and_every_shipped_recipe_is_unchanged_by_it():
+    eq9, variant = reference.REGISTRY["resnet-32-eq9"], reference.REGISTRY["resnet-32-decoupled"]
+    # notebook 04 compares them seed for seed: only the head's normalisation differs
+    assert eq9.model == variant.model.replace(head="eq9") and eq9.model.name == "ResNet-32-eq9"
+    assert eq9.recipe == variant.recipe and eq9.seeds == variant.seeds == (0, 1, 2) and eq9.start_from is None
+    # the fingerprint of the shipped variant is still the one its JSON carries (an added head leaves it alone)
+    meta = json.loads((reference.config.checkpoints_dir / "resnet-32-decoupled" / "seed-0.json").read_text())
+    assert meta["fingerprint"]["recipe"] == recipe_fingerprint(variant) != recipe_fingerprint(eq9)

@@ -1,5 +1,7 @@
 """The attention study's table (mdnet_utils.evaluation.study_table): one flat row of scores per generator, the CAM
 scored as if it were every word's attention, and the variants named by the registry."""
+import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +18,8 @@ from mdnet_utils.evaluation.study_table import (
     cam_as_attention,
     cam_row,
     finding_columns,
+    rows_agree,
+    stored_rows,
     variant_row,
 )
 from mdnet_utils.models import mdnet
@@ -94,3 +98,19 @@ def test_a_cam_on_the_mitosis_scores_as_an_attention_that_looks_there_for_every_
     assert row["mitosis · keyword · pointing / chance"] == pytest.approx(4.0)
     assert 3.0 < row["mitosis · grade words · lift"] <= 4.0               # bilinear upsampling spreads it a little
     assert row["sink · words whose top cell it is"] == 1.0
+
+
+def test_rows_agree_up_to_rounding_only():
+    row = {"diagnosis": 0.955, "mitosis · keyword · lift": math.nan}
+    assert rows_agree(row, {"diagnosis": 0.958, "mitosis · keyword · lift": math.nan})  # NaN is NaN; 0.003 rounding
+    assert not rows_agree(row, {"diagnosis": 0.975, "mitosis · keyword · lift": math.nan})  # 0.02: another model
+    assert not rows_agree(row, {"diagnosis": 0.955, "mitosis · keyword · lift": 1.0})
+    assert not rows_agree(row, {"diagnosis": 0.955})  # a column missing
+
+
+def test_study_record_stores_nan_as_none_and_stored_rows_reads_it_back(scored):
+    test, gen, row, cam = scored
+    record = {"name": "x", "seed": 0, "study": {"model": {**row, "never scored": None}, "cam": cam}}
+    json.dumps(record["study"], allow_nan=False)  # plain JSON
+    back = stored_rows(record)
+    assert math.isnan(back["model"]["never scored"]) and rows_agree(back["cam"], cam, atol=0)

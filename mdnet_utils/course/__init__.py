@@ -1,7 +1,7 @@
 """Course upkeep: the tools that keep the course's notebooks, not the ML library the notebooks teach.
 
 The course is the notebooks in ``config.notebooks_dir`` (``notebooks/`` of the checkout, or of
-``$MDNET_ROOT``). Upkeep is four jobs, one module each, all reading a notebook through ``notebook``:
+``$MDNET_ROOT``). Upkeep is five jobs, one module each, all reading a notebook through ``notebook``:
 
 * ``checks``: every notebook opens and closes the same way; ``check_structure`` says what one lacks.
 * ``runner``: ``make run`` executes the notebooks in place, full mode (``run_notebooks``); ``make runtimes``
@@ -10,9 +10,12 @@ The course is the notebooks in ``config.notebooks_dir`` (``notebooks/`` of the c
 * ``student``: ``make student`` writes the student edition, solutions replaced by stubs
   (``build_student_edition``).
 * ``site``: ``make site`` renders the course as static HTML (``build_site``).
+* ``prose``: every decimal figure a notebook's prose quotes is in its outputs, or a constant of
+  ``notebooks/prose_constants.yml`` with its source (``unbacked_figures``; held by tests/test_prose.py).
 
 The dependencies run one way: ``notebook`` imports no other course module; ``checks``, ``runner``,
-``student`` and ``site`` import ``notebook`` (and ``mdnet_utils.io`` to write), not one another; no
+``student``, ``site`` and ``prose`` import ``notebook`` (and ``mdnet_utils.io`` to write; ``runner`` and
+``prose`` read ``runtimes``, which imports no other course module), not one another; no
 submodule imports this package's ``__init__``, and nothing in the ML library imports this package
 (tests/test_notebooks.py holds the graph acyclic, ``notebook`` a leaf, and the library clear of it).
 

@@ -22,7 +22,8 @@ from mdnet_utils.evaluation.metrics import caption_scores, clinical_scores
 from mdnet_utils.models.decoder import word_loss
 from mdnet_utils.models.mdnet import Encoded, ReportGenerator
 
-__all__ = ["encode_tiles", "Generated", "generate_reports", "teacher_forced_loss", "evaluate_reports"]
+__all__ = ["encode_tiles", "Generated", "generate_reports", "teacher_forced_loss", "diagnosis_accuracy",
+           "evaluate_reports"]
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -88,6 +89,12 @@ def teacher_forced_loss(model: ReportGenerator, tiles: ReportTiles, batch_size: 
     return total / count
 
 
+def diagnosis_accuracy(generated: Generated, tiles: ReportTiles) -> float:
+    """The share of the labelled tiles (label >= 0) whose predicted class is their label."""
+    labelled = tiles.labels >= 0
+    return float((generated.class_logits.argmax(1) == tiles.labels)[labelled].float().mean())
+
+
 def evaluate_reports(model: ReportGenerator, tiles: ReportTiles, vocab: Vocabulary, *,
                      generated: Generated | None = None, beam_size: int = 1, max_len: int = 60,
                      meteor: bool | None = False) -> dict:
@@ -96,9 +103,8 @@ def evaluate_reports(model: ReportGenerator, tiles: ReportTiles, vocab: Vocabula
     ``caption_scores``, but off by default here (15 s of Java a call); None: whenever Java is there."""
     gen = generated or generate_reports(model, tiles.images, vocab, beam_size=beam_size, max_len=max_len)
     hyps = dict(zip(tiles.ids, gen.texts))
-    labelled = tiles.labels >= 0
     return {
-        "diagnosis": float((gen.class_logits.argmax(1) == tiles.labels)[labelled].float().mean()),
+        "diagnosis": diagnosis_accuracy(gen, tiles),
         "teacher-forced loss": teacher_forced_loss(model, tiles),
         "report": caption_scores(tiles.references(), hyps, meteor=meteor),
         "clinical": clinical_scores(hyps, tiles.truth()),

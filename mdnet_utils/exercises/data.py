@@ -1,21 +1,18 @@
-"""Checks for the data notebooks: 00 (the conclusion rule, padding a batch of reports) and 08 (an
-annotation.json entry of your own, a split by patient)."""
+"""Checks for the data notebooks: 00 (the conclusion rule, the training split's vocabulary) and 08 (a split by
+patient, each process's share of an epoch)."""
 from __future__ import annotations
 
 import itertools
 import json
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from mdnet_utils.data.dataset import ReportDataset, pad_sequences
-from mdnet_utils.data.grades import CLASSES, FEATURES, GRADES, abnormality_score, conclusion
-from mdnet_utils.errors import DatasetError
-from mdnet_utils.exercises.core import Wrong, call, check, expect, expect_tensor
+from mdnet_utils.data.grades import FEATURES, GRADES, abnormality_score, conclusion
+from mdnet_utils.data.vocab import SPECIALS, Vocabulary
+from mdnet_utils.exercises.core import call, check, expect
+from mdnet_utils.training.distributed import Distributed
 
 SPLITS = ("train", "val", "test")
 SHARES = {"train": 0.70, "val": 0.15, "test": 0.15}
@@ -38,89 +35,57 @@ def check_conclusion(fn) -> str:
 
 
 @check
-def check_pad_reports(fn) -> str:
-    """Notebook 00, Exercise B. ``fn(sequences, pad_id) -> (tokens, lengths)``: what ``collate`` does to the
-    token ids of a batch (pad to the longest with ``pad_id``; the true lengths beside)."""
-    cases = {
-        "three reports of lengths 4, 6, 2": [[1, 5, 6, 2], [1, 7, 8, 9, 10, 2], [1, 2]],
-        "one report": [[1, 11, 12, 2]],
-        "equal lengths": [[1, 3, 2], [1, 4, 2]],
-        "the longest last": [[1, 2], [1, 3, 3, 3, 3, 3, 3, 2]],
+def check_training_vocabulary(fn) -> str:
+    """Notebook 00, Exercise B. ``fn(annotation, min_count) -> list of tokens``: the vocabulary a report generator
+    may learn, id by id: the four specials, then the words of the train split's reports (every reference report
+    of an entry) seen at least ``min_count`` times, most frequent first, ties alphabetically (what
+    ``training_vocab`` builds: the same ids on every build, nothing of val or test)."""
+    def entry(*reports):
+        return {"reports": list(reports), "report": reports[0]}
+
+    annotations = {
+        "one report an entry": {"train": [entry("the nuclei are small."), entry("the nuclei are large.")],
+                                "val": [entry("mitoses are rare.")], "test": [entry("nucleoli are prominent.")]},
+        "five reports an entry": {"train": [entry("there is mild crowding.", "crowding is mild.",
+                                                  "mild crowding is seen.", "the crowding is mild.",
+                                                  "nuclei show mild crowding.")],
+                                  "val": [entry("there is severe crowding.")], "test": []},
+        "ties and repeats": {"train": [entry("b a c a b d."), entry("c e e d; a.")],
+                             "val": [], "test": [entry("z z z z z.")]},
     }
-    for pad_id in (0, 99):
-        for name, seqs in cases.items():
-            case = f"{name}, pad_id={pad_id}"
-            out = call(fn, [list(s) for s in seqs], pad_id, case=case)
-            expect(isinstance(out, tuple) and len(out) == 2, f"{case}: expected a pair (tokens, lengths), got "
-                                                             f"{type(out).__name__}")
-            tokens, lengths = out
-            want_tokens, want_lengths = pad_sequences(seqs, pad_id)
-            expect_tensor(tokens, f"{case}, tokens", shape=tuple(want_tokens.shape))
-            expect_tensor(lengths, f"{case}, lengths", shape=tuple(want_lengths.shape))
-            expect(tokens.dtype == torch.long, f"{case}: tokens must be torch.long (they index an embedding), "
-                                               f"got {tokens.dtype}")
-            expect(torch.equal(lengths.long(), want_lengths), f"{case}: expected lengths {want_lengths.tolist()}, "
-                                                              f"got {lengths.tolist()}")
-            for row in range(len(seqs)):
-                expect(torch.equal(tokens[row], want_tokens[row]),
-                       f"{case}: row {row} should be {want_tokens[row].tolist()}, got {tokens[row].tolist()}")
-    return "8 batches, two pad ids"
+    n = 0
+    for name, annotation in annotations.items():
+        for min_count in (1, 2):
+            case = f"{name}, min_count={min_count}"
+            texts = [r for e in annotation["train"] for r in e["reports"]]
+            want = Vocabulary.build(texts, min_count=min_count).itos
+            got = call(fn, json.loads(json.dumps(annotation)), min_count, case=case)
+            expect(isinstance(got, (list, tuple)) and all(isinstance(t, str) for t in got),
+                   f"{case}: expected a list of tokens (strings), got {type(got).__name__}")
+            got = list(got)
+            expect(got[:4] == list(SPECIALS), f"{case}: the first four ids are the specials {list(SPECIALS)}, "
+                                              f"got {got[:4]}")
+            leaked = sorted(set(got) - set(want))
+            expect(not leaked, f"{case}: {leaked} should not be in the vocabulary"
+                               + (" (val and test stay unseen: words only they use must become <unk>)"
+                                  if any(t in r for t in leaked for split in ("val", "test")
+                                         for e in annotation[split] for r in e["reports"]) else
+                                  f" (seen fewer than {min_count} times)" if min_count > 1 else ""))
+            missing = [t for t in want if t not in got]
+            expect(not missing, f"{case}: missing {missing}" + (" (count every reference report of an entry, not "
+                                                                 "only the first)" if name == "five reports an entry"
+                                                                 else ""))
+            expect(got == want, f"{case}: expected the order {want[4:]}, got {got[4:]} (most frequent first, "
+                                f"ties alphabetically: the same ids on every build)")
+            n += 1
+    return f"{n} cases: three annotations, min_count 1 and 2"
 
 
 # ------------------------------------------------------------------------------------------ notebook 08
 
 @check
-def check_annotation_entry(fn) -> str:
-    """Notebook 08, Exercise A. ``fn(case_id, image_files, reports, label) -> dict``: one entry of
-    ``annotation.json`` that ``ReportDataset`` reads back (images are under ``images/``; ``label`` may be None)."""
-
-
-    cases = [
-        ("case-001", ["case-001/0.png"], ["no atypia. normal urothelium."], "normal"),
-        ("case-002", ["case-002/0.png", "case-002/1.png"],
-         ["severe pleomorphism. high grade.", "marked pleomorphism. high grade carcinoma."], "high grade"),
-        ("case-003", ["case-003.png"], ["the tile is out of focus."], None),
-    ]
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        rng = np.random.default_rng(0)
-        entries = []
-        for case_id, files, reports, label in cases:
-            for f in files:
-                (root / "images" / f).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / "images" / f)
-            entry = call(fn, case_id, list(files), list(reports), label, case=f"case {case_id!r}")
-            expect(isinstance(entry, dict), f"case {case_id!r}: expected a dict, got {type(entry).__name__}")
-            try:
-                json.dumps(entry)
-            except TypeError as err:
-                raise Wrong(f"case {case_id!r}: the entry cannot be written as JSON ({err})") from None
-            entries.append(entry)
-        (root / "annotation.json").write_text(json.dumps({"train": entries, "val": [], "test": []}))
-        try:
-            ds = ReportDataset(root, "train")
-            items = [ds[i] for i in range(len(ds))]
-        except DatasetError as err:
-            raise Wrong(f"the loader refused your entries: {str(err).replace(str(root), '<root>')}") from None
-        expect(len(items) == len(cases), f"expected {len(cases)} items, the loader read {len(items)}")
-        for item, (case_id, files, reports, label) in zip(items, cases):
-            where = f"case {case_id!r}"
-            expect(item["id"] == case_id, f"{where}: the loader read id {item['id']!r}")
-            expect(item["report"] == reports[0], f"{where}: 'report' should be the first report, {reports[0]!r}; "
-                                                 f"the loader read {item['report']!r}")
-            expect(item["reports"] == reports, f"{where}: 'reports' should list all {len(reports)} reports; "
-                                               f"the loader read {len(item['reports'])}")
-            want = -1 if label is None else CLASSES.index(label)
-            expect(item["label"] == want, f"{where}: label {label!r} should read as {want}, the loader read "
-                                          f"{item['label']} (leave 'label' out when there is none)")
-            views = 1 if item["image"].dim() == 3 else item["image"].shape[0]
-            expect(views == len(files), f"{where}: {len(files)} image(s) listed, the loader read {views}")
-    return "3 cases, one and two views, with and without a label, read back by ReportDataset"
-
-
-@check
 def check_patient_split(fn) -> str:
-    """Notebook 08, Exercise B. ``fn(patients, seed) -> splits``: one of "train", "val", "test" per tile, every
+    """Notebook 08, Exercise A. ``fn(patients, seed) -> splits``: one of "train", "val", "test" per tile, every
     patient's tiles in one split, about 70/15/15 of the patients, the same for the same seed."""
     rng = np.random.default_rng(7)
     cases = {
@@ -158,3 +123,33 @@ def check_patient_split(fn) -> str:
     expect(list(other) != list(call(fn, list(map(str, big)), 0, case="seed 0")),
            "seeds 0 and 1 gave the same split of 100 patients: shuffle the patients with the seed")
     return "3 cohorts: whole patients, about 70/15/15, seeded"
+
+
+@check
+def check_process_share(fn) -> str:
+    """Notebook 08, Exercise B. ``fn(n, seed, epoch, world, rank) -> list of case indices``: the cases process
+    ``rank`` of ``world`` trains on in ``epoch``, as the engine draws them (``Distributed.order``: a
+    ``DistributedSampler``), so that a resumed run, and a run on several processes, sees the same batches."""
+    n = 0
+    for cases, world in ((10, 1), (10, 2), (11, 2), (13, 4), (8, 4)):
+        for seed, epoch in ((0, 0), (0, 1), (5, 1000)):
+            for rank in range(world):
+                case = f"n={cases}, seed={seed}, epoch={epoch}, world={world}, rank={rank}"
+                want = Distributed(rank=rank, world=world).order(cases, seed=seed, epoch=epoch).tolist()
+                torch.manual_seed(1234 + rank)  # a draw from the global generator differs from call to call here
+                got = call(fn, cases, seed, epoch, world, rank, case=case)
+                again = call(fn, cases, seed, epoch, world, rank, case=case)
+                expect(isinstance(got, (list, tuple)) or isinstance(got, torch.Tensor),
+                       f"{case}: expected a list of case indices, got {type(got).__name__}")
+                got, again = [int(i) for i in got], [int(i) for i in again]
+                expect(got == again, f"{case}: two calls gave two orders: draw from a generator seeded with seed "
+                                     f"+ epoch, never from the global one (a resumed run would see other batches)")
+                expect(len(got) == len(want), f"{case}: expected {len(want)} cases, got {len(got)}"
+                       + (" (with several processes, drop the tail that would not give every process the same "
+                          "number: they step together)" if world > 1 and cases % world else ""))
+                expect(got == want, f"{case}: expected {want}, got {got}" + (
+                    " (process r takes positions r, r + world, r + 2 world, ... of the shuffled order: then the "
+                    "k-th batches of all processes together are the k-th batch of one process)" if world > 1 else
+                    " (shuffle with torch.randperm and a torch.Generator seeded with seed + epoch)"))
+            n += 1
+    return f"{n} epochs: 1, 2 and 4 processes, ragged tails, three seeds and epochs"

@@ -1,14 +1,17 @@
-"""Checks for notebooks 03 (a class activation map, Eq. 7; logits read off it), 04 (Eq. (9)'s decoupled scores;
-one linear layer split into per-member classifiers) and 05 (an ensemble-connection block, Eq. 10; the literal
-net's channel growth)."""
+"""Checks for notebooks 03 (a class activation map, Eq. 7; Eq. (8)'s members through the head's BN-ReLU), 04
+(Eq. (9)'s decoupled scores; Eq. (9) exactly, behind the shared BN-ReLU) and 05 (an ensemble-connection block,
+Eq. 10; the literal net's channel growth)."""
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
 
 from mdnet_utils.exercises.core import Wrong, call, check, close, expect, expect_close
 from mdnet_utils.models.ecnet import LiteralConcatBlock, channel_table, literal_ecnet
-from mdnet_utils.models.heads import DecoupledHead, class_activation_map
+from mdnet_utils.models.decoupled import shared_bn_relu
+from mdnet_utils.models.heads import class_activation_map
 
 
 @check
@@ -26,30 +29,82 @@ def check_cam(fn) -> str:
     return "3 shapes, non-square maps among them"
 
 
+def _trained_bn(k: int, gen: torch.Generator) -> nn.BatchNorm2d:
+    """A batch norm that looks trained: running statistics and an affine map away from 0 and 1."""
+    bn = nn.BatchNorm2d(k)
+    with torch.no_grad():
+        bn.running_mean.copy_(0.5 * torch.randn(k, generator=gen))
+        bn.running_var.copy_(0.5 + torch.rand(k, generator=gen))
+        bn.weight.copy_(0.5 + torch.rand(k, generator=gen))
+        bn.bias.copy_(0.5 * torch.randn(k, generator=gen))
+    return bn
+
+
+def _parts(members, bn, *, shift="first", relu="sum", stats=None, unbiased=False) -> list[torch.Tensor]:
+    """The members through a BN-ReLU as ``shared_bn_relu`` carries them (the defaults), or in a typical wrong way,
+    to recognise a mistake: BN's shift on no member or on each (``shift``), a ReLU per member (``relu="each"``),
+    the running statistics in training mode (``stats="running"``), the unbiased variance."""
+    y = sum(members)
+    if (stats or ("batch" if bn.training else "running")) == "batch":
+        mean, var = y.mean(dim=(0, 2, 3)), y.var(dim=(0, 2, 3), unbiased=unbiased)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    a = bn.weight / torch.sqrt(var + bn.eps)
+    a, s = a.view(1, -1, 1, 1), (bn.bias - mean * a).view(1, -1, 1, 1)
+    scaled = [a * m + (s if shift == "each" or (shift == "first" and i == 0) else 0) for i, m in enumerate(members)]
+    if relu == "each":
+        return [torch.relu(p) for p in scaled]
+    gate = (a * y + s > 0).to(y.dtype)
+    return [gate * p for p in scaled]
+
+
+def _scores(parts, weight) -> torch.Tensor:
+    """(B, M, C): w . GAP(part) for each part."""
+    return torch.stack([p.mean(dim=(2, 3)) @ weight.T for p in parts], dim=1)
+
+
+def _known(got, mistakes) -> str | None:
+    """The message of the first known mistake ``got`` equals, if any."""
+    return next((message for result, message in mistakes if close(got, result)), None)
+
+
 @check
-def check_logits_from_cam(fn) -> str:
-    """Notebook 03, Exercise B. ``fn(cams, bias) -> logits``: the logits of GAP + linear, read off the class
-    activation maps alone (cams (B, C, H, W), bias (C,) -> (B, C))."""
-    gen = torch.Generator().manual_seed(5)
-    for b, k, c, h, w in [(2, 8, 4, 4, 4), (3, 6, 2, 3, 5)]:
-        features = torch.relu(torch.randn(b, k, h, w, generator=gen))
-        fc = nn.Linear(k, c)
+def check_member_scores(fn) -> str:
+    """Notebook 03, Exercise B. ``fn(members, bn, w) -> (B, M, C)``: Eq. (8) through the head's BN-ReLU, member by
+    member. ``bn`` in eval mode is BN(y) = a * y + s per channel (a = gamma / sqrt(running_var + eps),
+    s = beta - a * running_mean); g = 1[BN(y) > 0] is the ReLU's mask of the whole sum y. Member m's part of the
+    class scores is w . GAP(g * a * member_m), the first member's also carries g * s; they add up to
+    w . GAP(ReLU(BN(y)))."""
+    gen = torch.Generator().manual_seed(9)
+    for n, k, c, h, w in [(2, 6, 3, 4, 4), (4, 8, 4, 3, 5), (6, 5, 2, 6, 6)]:
+        members = [torch.randn(2, k, h, w, generator=gen) for _ in range(n)]
+        bn = _trained_bn(k, gen).eval()
+        weight = torch.randn(c, k, generator=gen)
         with torch.no_grad():
-            fc.bias.copy_(torch.randn(c, generator=gen))
-            want = fc(features.mean(dim=(2, 3)))                          # what the network computes
-            cams = torch.einsum("ck,bkhw->bchw", fc.weight, features)
-        case = f"maps {(b, c, h, w)}"
-        got = call(fn, cams.clone(), fc.bias.detach().clone(), case=case)
+            want = _scores(shared_bn_relu(members, bn), weight)
+            whole = torch.relu(bn(sum(members))).mean(dim=(2, 3)) @ weight.T
+            mistakes = [
+                (_scores(_parts(members, bn, shift="none"), weight),
+                 "BN's shift s = beta - a * running_mean is missing: the first member carries it"),
+                (_scores(_parts(members, bn, shift="each"), weight),
+                 f"BN's shift s goes with one member, the first: added to each, it counts {n} times"),
+                (_scores([torch.relu(bn(m)) for m in members], weight),
+                 "that is a BN-ReLU per member; here one BN-ReLU acts on the sum: carry its a, s and mask to each"),
+                (_scores(_parts(members, bn, relu="each"), weight),
+                 "a ReLU per member: the mask g = 1[BN(y) > 0] is set by the whole sum y and gates every member"),
+                (torch.stack([p.sum(dim=(2, 3)) @ weight.T for p in shared_bn_relu(members, bn)], dim=1),
+                 f"that is the sum over the {h * w} positions; GAP takes their mean")]
+        case = f"{n} members of {k} channels, {c} classes, {h}x{w} maps"
+        with torch.no_grad():
+            got = call(fn, [m.clone() for m in members], copy.deepcopy(bn), weight.clone(), case=case)
 
-        def hint(g, cams=cams, bias=fc.bias.detach(), hw=h * w):
-            if close(g, cams.sum(dim=(2, 3)) + bias, 1e-4):
-                return f"that is the sum over the {hw} positions (Eq. 7 as printed); GAP takes their mean"
-            if close(g, cams.mean(dim=(2, 3)), 1e-4):
-                return "add the bias b_c"
-            return None
+        def hint(g, mistakes=mistakes, whole=whole):
+            if _known(g, mistakes) is None and close(g.sum(dim=1), whole):
+                return "your parts add up to the score but are split otherwise: member m gets g * a * member_m"
+            return _known(g, mistakes)
 
-        expect_close(got, want, case, atol=1e-5, hint=hint)
-    return "2 shapes; equal to the network's own GAP + linear"
+        expect_close(got, want, case, hint=hint)
+    return "3 ensembles of 2 to 6 members; the parts add up to w . GAP(ReLU(BN(y)))"
 
 
 # ------------------------------------------------------------------------------------------ notebook 04
@@ -72,30 +127,44 @@ def check_decoupled_scores(fn) -> str:
 
 
 @check
-def check_split_linear(fn) -> str:
-    """Notebook 04, Exercise B. ``fn(fc, member_channels) -> weights``: the per-member classifiers w_m (C, K_m) hidden
-    in one ``nn.Linear`` over the concatenated members, so that sum_m w_m . GAP(member_m) + b = fc(GAP(concat))."""
+def check_eq9_head(fn) -> str:
+    """Notebook 04, Exercise B. ``fn(members, bn, weights, bias) -> (B, C)``: Eq. (9) exactly on a real head. One
+    BN-ReLU for the sum y of the members, BN(y) = a * y + s (a = gamma / sqrt(var + eps), s = beta - a * mean;
+    the batch's mean and biased variance over (B, H, W) when ``bn`` is in training mode, the running ones in eval),
+    g = 1[BN(y) > 0]; member m's classifier weights (C, K) score GAP(g * a * member_m), the first member's also
+    g * s; the scores summed, plus the bias once. With equal weights that is the shared head's logits."""
+    gen = torch.Generator().manual_seed(10)
+    cases = [(2, 6, 3, False, False), (3, 8, 4, True, False), (5, 4, 2, True, False), (4, 6, 3, True, True),
+             (3, 5, 4, False, True)]
+    for n, k, c, train, equal in cases:
+        members = [torch.randn(2, k, 4, 4, generator=gen) for _ in range(n)]
+        bn = _trained_bn(k, gen).train(train)
+        weights = [torch.randn(c, k, generator=gen) for _ in range(1 if equal else n)] * (n if equal else 1)
+        bias = torch.randn(c, generator=gen)
 
-    gen = torch.Generator().manual_seed(7)
-    for widths in [(4, 4), (2, 5, 3), (7,)]:
-        fc = nn.Linear(sum(widths), 3)
-        members = [torch.randn(2, k, 4, 4, generator=gen) for k in widths]
+        def logits(parts, biases=1, weights=weights, bias=bias):
+            return sum(p.mean(dim=(2, 3)) @ w.T for p, w in zip(parts, weights)) + biases * bias
+
         with torch.no_grad():
-            whole = fc(torch.cat(members, dim=1).mean(dim=(2, 3)))
-        case = f"members of widths {list(widths)}"
+            want = logits(shared_bn_relu(members, copy.deepcopy(bn)))
+            mistakes = [
+                (logits([torch.relu(copy.deepcopy(bn)(m)) for m in members]),
+                 "that is the per-member BN-ReLU variant (each member its own statistics and mask); Eq. (9) carries "
+                 "the sum's one BN-ReLU to every member"),
+                (logits(_parts(members, bn, stats="running")),
+                 "bn is in training mode here: BN normalises with the batch's mean and variance over (B, H, W)"),
+                (logits(_parts(members, bn, unbiased=True)),
+                 "BN divides by the biased variance (var(..., unbiased=False))"),
+                (logits(_parts(members, bn, shift="none")), "BN's shift s is missing: the first member carries it"),
+                (logits(shared_bn_relu(members, copy.deepcopy(bn)), biases=n), "add the bias once")]
+        mode = "training mode (batch statistics)" if train else "eval mode (running statistics)"
+        case = f"{n} members, {mode}, " + ("equal weights: must give the shared head's logits (Eq. (8))" if equal
+                                           else "a classifier each")
         with torch.no_grad():
-            got = call(fn, fc, list(widths), case=case)
-        expect(isinstance(got, (list, tuple)) and len(got) == len(widths),
-               f"{case}: expected a list of {len(widths)} weight tensors, got {type(got).__name__}")
-        want = DecoupledHead.from_linear(fc, widths).classifiers
-        for m, (k, w, clf) in enumerate(zip(widths, got, want)):
-            expect_close(w, clf.weight.detach(), f"{case}, member {m}'s weight",
-                         hint=lambda g: ("split the columns of fc.weight (input channels), not its rows (classes)"
-                                         if g.shape == (k, 3) or g.shape[0] != 3 else None))
-        with torch.no_grad():
-            summed = sum(m.mean(dim=(2, 3)) @ w.T for m, w in zip(members, got)) + fc.bias
-        expect(torch.allclose(summed, whole, atol=1e-5), f"{case}: the members' scores do not add up to fc's logits")
-    return "3 heads; the members' scores add up to the linear layer's logits"
+            got = call(fn, [m.clone() for m in members], copy.deepcopy(bn), [w.clone() for w in weights],
+                       bias.clone(), case=case)
+        expect_close(got, want, case, hint=lambda g, mistakes=mistakes: _known(g, mistakes))
+    return f"{len(cases)} heads in eval and training mode; with equal weights, the shared head's logits"
 
 
 # ------------------------------------------------------------------------------------------ notebook 05

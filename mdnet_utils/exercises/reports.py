@@ -1,13 +1,15 @@
-"""Checks for notebooks 06 (a report's log-likelihood, Eq. 11; the context vector, Eq. 13; MDNet's attention,
-Eq. 14) and 07 (how much of a map lies in a mask; the pointing game; the CAM as a log-prior)."""
+"""Checks for notebooks 06 (a report's log-likelihood, Eq. 11; one full decoder step, Eqs. 12-14; beam search with
+backpointers) and 07 (how much of a map lies in a mask; the pointing game; the CAM as a log-prior)."""
 from __future__ import annotations
+
+import copy
 
 import torch
 
 from mdnet_utils.evaluation.localisation import mass_inside, pointing_game
-from mdnet_utils.exercises.core import call, check, close, expect, expect_close
-from mdnet_utils.models.attention import CamAttention, context, flatten_features, standardise_cam
-from mdnet_utils.models.decoder import sequence_log_likelihood
+from mdnet_utils.exercises.core import Wrong, call, check, close, expect, expect_close
+from mdnet_utils.models.attention import CamAttention, context, standardise_cam
+from mdnet_utils.models.decoder import ReportDecoder, beam_search, sequence_log_likelihood
 
 
 def _tokens(gen: torch.Generator, lengths: list[int], vocab: int) -> torch.Tensor:
@@ -47,46 +49,161 @@ def check_report_log_likelihood(fn) -> str:
     return "3 batches, padding included"
 
 
+def _tiny_decoder(seed: int, *, embed_dim: int = 5, eos_bias: float = 0.0, sharpen: float = 1.5) -> ReportDecoder:
+    """A seeded random MDNet decoder (CamAttention; 10 words, 6 channels, 9 positions, hidden 8), in eval mode.
+    ``sharpen`` scales the output layer, so the next word is a clear choice; ``eos_bias`` moves <eos>'s odds."""
+    torch.manual_seed(seed)
+    decoder = ReportDecoder(10, 6, CamAttention(8, 9), embed_dim=embed_dim, hidden_dim=8).eval()
+    with torch.no_grad():
+        decoder.out.weight.mul_(sharpen)
+        decoder.out.bias[decoder.eos_id] += eos_bias
+        decoder.init_h.weight.mul_(3)     # a larger initial state: the image decides more
+        decoder.init_c.weight.mul_(3)
+    return decoder
+
+
+def _image_batch(seed: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (B, 9, 6) and a raw CAM (B, 9) of arbitrary offset and scale."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 9, 6, generator=gen), 4 * torch.randn(batch, 9, generator=gen) + 1
+
+
+def _refuse(what: str):
+    def refuse(*args, **kwargs):
+        raise Wrong(f"your function called {what}: write the step from the decoder's layers (embedding, "
+                    "attention.W_h, attention.W_att, lstm, out)")
+    return refuse
+
+
+def _eq14(decoder: ReportDecoder, h: torch.Tensor, cam: torch.Tensor, *, standardise: bool = True) -> torch.Tensor:
+    att = decoder.attention
+    c = standardise_cam(cam) if standardise else cam
+    return torch.softmax(att.W_att(torch.tanh(att.W_h(h) + c)), dim=-1)
+
+
 @check
-def check_context(fn) -> str:
-    """Notebook 06, Exercise B. ``fn(alpha, features) -> z``: Eq. (13), z = sum_i alpha_i C_i with the positions i
-    of the (B, K, H, W) feature maps numbered row by row; alpha (B, H W) -> z (B, K)."""
+def check_decoder_step(fn) -> str:
+    """Notebook 06, Exercise B. ``fn(decoder, prev_tokens, state, features, cam) -> (logits, (h, c), alpha)``: one
+    step of MDNet's decoder, Eqs. (12)-(14) together, from its layers: alpha = softmax(W_att tanh(W_h h_{t-1} + c))
+    with c the CAM standardised per image, z = alpha C(I), (h_t, c_t) = lstm([E x_{t-1}; z], (h_{t-1}, c_{t-1})),
+    logits = out(h_t); as ``decoder.step`` computes it (in eval mode), without calling it."""
 
-    gen = torch.Generator().manual_seed(10)
-    for b, k, h, w in [(2, 6, 4, 4), (1, 3, 2, 5), (3, 8, 3, 3)]:
-        features = torch.randn(b, k, h, w, generator=gen)
-        alpha = torch.softmax(torch.randn(b, h * w, generator=gen) * 2, dim=-1)
-        want = context(alpha, flatten_features(features))
-        columnwise = context(alpha, features.transpose(2, 3).flatten(2).transpose(1, 2))
-        case = f"features {(b, k, h, w)}"
-        got = call(fn, alpha.clone(), features.clone(), case=case)
-        expect_close(got, want, case, hint=lambda g, c=columnwise: (
-            "number the positions row by row (features.flatten(2)), not column by column" if close(g, c) else None))
-    return "3 shapes, a non-square grid among them"
+    cases = [(21, 5, 3), (22, 6, 2)]          # (seed, embedding width, batch); width 6 = the features' width
+    for seed, embed_dim, b in cases:
+        decoder = _tiny_decoder(seed, embed_dim=embed_dim)
+        features, cam = _image_batch(seed, b)
+        gen = torch.Generator().manual_seed(seed + 1)
+        prev = torch.randint(3, 10, (b,), generator=gen)
+        state = (torch.randn(b, 8, generator=gen), torch.randn(b, 8, generator=gen))
+        case = f"batch {b}, embedding width {embed_dim}"
+        with torch.no_grad():
+            want_logits, (want_h, want_c), want_alpha = decoder.step(prev, state, features, cam)
+            theirs = copy.deepcopy(decoder)
+            theirs.step = theirs.forward = _refuse("decoder.step (or the decoder itself)")
+            theirs.attention.forward = _refuse("decoder.attention (the module's forward)")
+            got = call(fn, theirs, prev.clone(), (state[0].clone(), state[1].clone()), features.clone(), cam.clone(),
+                       case=case)
+        expect(isinstance(got, (tuple, list)) and len(got) == 3 and isinstance(got[1], (tuple, list))
+               and len(got[1]) == 2, f"{case}: return (logits, (h, c), alpha), got {type(got).__name__}")
+        logits, (h, c), alpha = got
+        emb = decoder.embedding(prev)
+        with torch.no_grad():
+            def hint_alpha(g):
+                if close(g, _eq14(decoder, state[0], cam, standardise=False)):
+                    return "standardise the CAM per image before it enters tanh (section 4)"
+                if isinstance(h, torch.Tensor) and h.shape == want_h.shape and close(g, _eq14(decoder, h, cam)):
+                    return ("this is the attention of the h_t your step returns: Eq. (14) reads h_{t-1}, the state "
+                            "handed in")
+                if close(g, _eq14(decoder, state[1], cam)):
+                    return "the state is (h_{t-1}, c_{t-1}): the attention reads h, the first"
+                return None
+
+            def hint_state(g):
+                z = context(want_alpha, features)
+                lstm = decoder.lstm
+                for u, why in [(torch.cat([emb, torch.zeros_like(z)], -1),
+                                "the context z_t = a_t C(I) never reached the LSTM: its input is [E x_{t-1}; z_t]"),
+                               (torch.cat([emb, features.mean(1)], -1),
+                                "z_t weighs the positions by a_t; the plain mean of the features is not it"),
+                               (torch.cat([z, emb], -1) if embed_dim == z.shape[1] else None,
+                                "the LSTM's input is [E x_{t-1}; z_t], the embedded word first")]:
+                    if u is not None and any(close(g, s) for s in lstm(u, state)):
+                        return why
+                if any(close(g, s) for s in lstm(torch.cat([emb, z], -1), (state[1], state[0]))):
+                    return "the state is (h_{t-1}, c_{t-1}), h first"
+                return None
+
+        expect_close(alpha, want_alpha, f"{case}, alpha", hint=hint_alpha)
+        expect_close(h, want_h, f"{case}, h_t", hint=hint_state)
+        expect_close(c, want_c, f"{case}, c_t", hint=hint_state)
+        expect_close(logits, want_logits, f"{case}, logits", hint=lambda g: (
+            "the logits are out(h_t), from the new hidden state" if close(g, decoder.out(state[0])) else None))
+    return "2 random decoders, raw CAMs, without calling decoder.step"
+
+
+def _beam_answer(got, b: int, case: str) -> tuple[list[list[int]], list[float]]:
+    expect(isinstance(got, (tuple, list)) and len(got) == 2, f"{case}: return (tokens, scores), got "
+                                                               f"{type(got).__name__}")
+    tokens, scores = got
+    expect(isinstance(tokens, (list, tuple)) and len(tokens) == b and all(isinstance(t, (list, tuple)) for t in tokens),
+           f"{case}: tokens must be a list of {b} lists of token ids, one per image")
+    scores = [float(s) for s in (scores.tolist() if isinstance(scores, torch.Tensor) else scores)]
+    expect(len(scores) == b, f"{case}: expected {b} scores, one per image, got {len(scores)}")
+    return [[int(w) for w in t] for t in tokens], scores
+
+
+def _log_likelihoods(decoder: ReportDecoder, features: torch.Tensor, cam: torch.Tensor, words: list[int]):
+    """log p(words) and log p(words <eos>) for one image (Eq. 11, by teacher forcing)."""
+    row = torch.tensor([[decoder.bos_id, *words, decoder.eos_id]])
+    logits, _ = decoder(features, row, cam)
+    logp = logits.log_softmax(-1)[0].gather(1, row[0, 1:, None]).squeeze(1)
+    return float(logp[:-1].sum()), float(logp.sum())
 
 
 @check
-def check_cam_attention(fn) -> str:
-    """Notebook 06, Exercise C. ``fn(h, cam, W_h, W_att) -> alpha``: Eq. (14) as this course implements it,
-    alpha = softmax(W_att tanh(W_h h + c)) with c the CAM standardised per image (zero mean, unit standard
-    deviation over the N positions, eps 1e-5 inside the square root); h (B, hidden), cam (B, N) -> (B, N)."""
+def check_beam_search(fn) -> str:
+    """Notebook 06, Exercise C. ``fn(decoder, features, cam, beam_size, max_len) -> (tokens, scores)``: beam search
+    as ``mdnet_utils.models.decoder.beam_search`` does it (length_penalty 0): per image the best finished report's
+    words (no <bos>, no <eos>) and its summed log-probability, <eos> included; the best live beam where none
+    finished within max_len steps."""
 
-    gen = torch.Generator().manual_seed(11)
-    for b, hidden, n in [(2, 8, 16), (3, 5, 9)]:
-        torch.manual_seed(hidden + n)
-        attention = CamAttention(hidden, n)
-        h = torch.randn(b, hidden, generator=gen)
-        cam = 5 * torch.randn(b, n, generator=gen) + 3           # a raw CAM: arbitrary offset and scale
+    cases = [(4, -0.3, 3, 3, 12), (23, -0.6, 3, 3, 12), (0, -0.3, 2, 3, 12), (5, 0.3, 3, 3, 4)]
+    for seed, eos_bias, beam_size, b, max_len in cases:
+        decoder = _tiny_decoder(seed, eos_bias=eos_bias)
+        features, cam = _image_batch(100 + seed, b)
+        case = f"{b} images, beam {beam_size}, max_len {max_len}"
         with torch.no_grad():
-            want = attention(None, h, cam)
-            raw = torch.softmax(attention.W_att(torch.tanh(attention.W_h(h) + cam)), dim=-1)
-        case = f"batch {b}, hidden {hidden}, {n} positions"
-        with torch.no_grad():
-            got = call(fn, h.clone(), cam.clone(), attention.W_h, attention.W_att, case=case)
-        expect_close(got, want, case, atol=1e-5, hint=lambda g, raw=raw: (
-            "standardise c per image before it enters tanh" if close(g, raw) else None))
-        expect(torch.allclose(got.sum(-1), torch.ones(b), atol=1e-5), f"{case}: each alpha must sum to 1")
-    return "2 sizes, raw CAMs of arbitrary scale"
+            want = beam_search(decoder, features, cam, beam_size=beam_size, max_len=max_len)
+            tokens, scores = _beam_answer(call(fn, decoder, features.clone(), cam.clone(), beam_size, max_len,
+                                               case=case), b, case)
+        for i in range(b):
+            right = tokens[i] == want.tokens[i] and abs(scores[i] - float(want.scores[i])) < 1e-4
+            if right:
+                continue
+            where = f"{case}, image {i}"
+            words = tokens[i]
+            if decoder.eos_id in words[:-1]:
+                raise Wrong(f"{where}: <eos> in the middle of {words}: a beam that writes <eos> is finished; "
+                            "record it and take it out of the beams, do not extend it")
+            if words[-1:] == [decoder.eos_id] or decoder.bos_id in words:
+                raise Wrong(f"{where}: return the words without <bos> and <eos> (got {words})")
+            if b > 1:
+                with torch.no_grad():
+                    alone = call(fn, decoder, features[i:i + 1].clone(), cam[i:i + 1].clone(), beam_size, max_len,
+                                 case=f"{where} alone")
+                if _beam_answer(alone, 1, f"{where} alone")[0] == [want.tokens[i]]:
+                    raise Wrong(f"{where}: right when it is alone, wrong in a batch of {b}: rank each image's "
+                                "beam_size x V extensions on its own, and offset its backpointers by the image's "
+                                "first row (b x beam_size)")
+            with torch.no_grad():
+                likelihoods = _log_likelihoods(decoder, features[i:i + 1], cam[i:i + 1], words)
+            if min(abs(scores[i] - ll) for ll in likelihoods) > 1e-4:
+                raise Wrong(f"{where}: your score {scores[i]:.4f} is not the log-probability of the words you "
+                            f"return ({likelihoods[1]:.4f} with <eos>): follow the backpointers, each new beam "
+                            "continues the words and the (h, c) state of the beam it extends")
+            raise Wrong(f"{where}: expected the words {want.tokens[i]} (score {float(want.scores[i]):.4f}), "
+                        f"got {words} (score {scores[i]:.4f})")
+    return f"{len(cases)} random decoders, batches of 2-3 images, finished and unfinished reports"
 
 
 # ------------------------------------------------------------------------------------------ notebook 07

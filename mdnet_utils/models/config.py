@@ -7,9 +7,11 @@ breaks a saved run.
     backbone      "resnet" (pre-activation CIFAR ResNet), "plain" (the same without shortcuts), "ecnet" (the
                   authors' released EcNet, Eq. (10)), "ecnet-literal" (Eq. (10) taken literally, notebook 05)
     depth, width  the backbone's depth and widen factor (ResNet-32: 32, 1; EcNet-20-4: 20, 4)
-    head          "shared" (one classifier, Eqs. (7)-(8)), "decoupled" (one per member of the last stage,
-                  Eq. (9); "resnet" backbones only, and image models only) or "grades" (a ``GradeReader``: the
-                  conclusion's classifier and one per feature grade, sized by ``grade_sizes``; image models only)
+    head          "shared" (one classifier, Eqs. (7)-(8)), "eq9" (one per member of the last stage after the
+                  shared head's one BN-ReLU: Eq. (9) exactly), "decoupled" (one per member, each after a BN-ReLU
+                  of its own: the variant; "eq9" and "decoupled": ``DecoupledResNet``, "resnet" backbones and
+                  image models only) or "grades" (a ``GradeReader``: the conclusion's classifier and one per
+                  feature grade, sized by ``grade_sizes``; image models only)
     num_classes, image_size, stem_stride
     vocab_size    0 for an image model alone (notebooks 01-05); > 0 for a report generator (notebooks 06-08)
     attention     "cam" (MDNet's Eq. (14)), "soft" (Show-Attend-Tell, the baseline), "cam-content" (Eq. (14) with a
@@ -38,7 +40,9 @@ __all__ = ["ModelConfig", "build_model", "mdnet", "resnet_sat", "BACKBONES", "HE
 BACKBONES = ("resnet", "plain", "ecnet", "ecnet-literal")
 #: The largest image side a model takes: larger ones would need tens of GB for one batch on a CPU.
 MAX_IMAGE_SIZE = 1024
-HEADS = ("shared", "decoupled", "grades")
+HEADS = ("shared", "decoupled", "eq9", "grades")
+#: The heads of a ``DecoupledResNet``, and how each normalises the members (``models.decoupled.NORMS``).
+DECOUPLED_HEADS = {"eq9": "shared", "decoupled": "per-member"}
 ATTENTIONS = ("cam", "soft", "cam-content", "cam-slot")
 
 
@@ -109,7 +113,7 @@ class ModelConfig:
                                                              f"{MAX_IMAGE_SIZE}.")
         if not 0 <= self.dropout < 1:
             raise ConfigError("dropout", self.dropout, "is out of range: it must be in [0, 1).")
-        if self.head == "decoupled" and (self.backbone != "resnet" or self.vocab_size):
+        if self.head in DECOUPLED_HEADS and (self.backbone != "resnet" or self.vocab_size):
             raise ConfigError("head", self.head, "needs backbone 'resnet' and an image model (vocab_size 0).")
         if (self.head == "grades") != bool(self.grade_sizes) or self.vocab_size and self.grade_sizes:
             raise ConfigError("grade_sizes", list(self.grade_sizes), "goes with head 'grades' (an image model), "
@@ -124,7 +128,8 @@ class ModelConfig:
 
     @property
     def name(self) -> str:
-        """A short name: ResNet-32, plain-8, EcNet-20-4, ResNet-32-decoupled (plus "+cam"/"+soft" with a decoder)."""
+        """A short name: ResNet-32, plain-8, EcNet-20-4, ResNet-32-decoupled, ResNet-32-eq9 (plus "+cam"/"+soft"
+        with a decoder)."""
         base = {"resnet": f"ResNet-{self.depth}", "plain": f"plain-{self.depth}",
                 "ecnet": f"EcNet-{self.depth}-{self.width}",
                 "ecnet-literal": f"literal-EcNet-{self.depth}-{self.width}"}[self.backbone]
@@ -170,7 +175,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         if cfg.head == "grades":
             model = GradeReader(image_model, (cfg.num_classes,) + cfg.grade_sizes)
         else:
-            model = DecoupledResNet(image_model, cfg.num_classes) if cfg.head == "decoupled" else image_model
+            model = (DecoupledResNet(image_model, cfg.num_classes, norm=DECOUPLED_HEADS[cfg.head])
+                     if cfg.head in DECOUPLED_HEADS else image_model)
         model.config = cfg
         return model
     h, w = feature_grid(cfg.image_size, cfg.stem_stride)

@@ -57,6 +57,8 @@ def _registry() -> dict[str, Reference]:
                Reference("resnet-32", diagnosis_model(32), image),
                Reference("plain-32", diagnosis_model(32, plain=True), image),
                Reference("resnet-32-decoupled", diagnosis_model(32, decoupled=True), image),
+               # Eq. (9) exactly: the shared head's one BN-ReLU, a classifier per member (notebook 04)
+               Reference("resnet-32-eq9", diagnosis_model(32).replace(head="eq9"), image),
                Reference("literal-ecnet-11-6", ModelConfig(backbone="ecnet-literal", depth=11, width=6, **four), image),
                Reference("ecnet-20-4", MODEL_PRESETS["mdnet"].replace(**four), image),
                # grade readers: what the pixels give a backbone (notebook 00's, then MDNet's)
@@ -72,9 +74,9 @@ def _registry() -> dict[str, Reference]:
                          MODEL_PRESETS["mdnet"].replace(vocab_size=4, attention="cam-content", **four), reports,
                          start_from="ecnet-20-4"),
                Reference("mdnet-cam-slot", MODEL_PRESETS["mdnet"].replace(vocab_size=4, attention="cam-slot", **four),
-                         reports, start_from="ecnet-20-4"),
-               Reference("resnet-sat", MODEL_PRESETS["resnet-sat"].replace(vocab_size=4, **four), reports,
-                         start_from="resnet-32")]
+                         reports, start_from="ecnet-20-4")]
+    # The ResNet-32 Show-Attend-Tell baseline (MODEL_PRESETS["resnet-sat"], `train --model resnet-sat`) is not
+    # a reference: since the study compares attentions on one backbone, no notebook discusses its result.
     return {e.name: e for e in entries}
 
 

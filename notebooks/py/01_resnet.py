@@ -18,13 +18,16 @@
 # MDNet's image model is a residual network with one new kind of skip connection. Before we can
 # change the skip connection we need the original, built by hand and checked against the real thing.
 # This notebook builds residual blocks from equations (1) to (3), assembles them into networks,
-# proves that our ResNet-18 *is* torchvision's, and compares residual networks with their plain twins: trained
-# live for a few epochs, and as reference models trained to the end over three seeds.
+# proves that our ResNet-18 *is* torchvision's, writes the training loop out in the open, and compares residual
+# networks with their plain twins: trained live for a few epochs, and as reference models trained to the end over
+# three seeds.
 #
 # ### What you will learn
 # - the residual block as an equation: Eq. (1)–(2) (post-activation, He et al. 2015) and Eq. (3) (pre-activation, He et al. 2016);
 # - what every block does to a tensor's shape, in a CIFAR-style net and an ImageNet-style net;
 # - that `mdnet_utils.models.resnet18` loads torchvision's weights and computes the same function;
+# - the training loop in the open: a dozen lines (batches, augmentation, forward, loss, backward, step, schedule)
+#   that give the package engine's weights bit for bit;
 # - the degradation problem: why a deeper plain network trains *worse*, and what the shortcut changes.
 #
 # *Equations covered: (1)–(3).*
@@ -33,12 +36,15 @@
 # Notebook 00 (the data). PyTorch basics: `nn.Conv2d`, `nn.BatchNorm2d`, a training loop.
 #
 # ### Runtime
-# On a 2-core laptop CPU: **~50 s** in full mode (most of it two short live training runs, each printing its time;
-# the four networks compared are reference models shipped in `checkpoints/`, read, not trained), **~15 s** in fast
+# On a 2-core laptop CPU: **~1.5 min** in full mode (most of it two short live training runs, each printing its time;
+# the four networks compared are reference models shipped in `checkpoints/`, read, not trained), **~20 s** in fast
 # mode (`MDNET_FAST=1`, for tests only). Measured by `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.
+# The inline backend from the start: a figure made outside pyplot (the diagrams) is shown as a cell's value too.
+# %matplotlib inline
+import copy
 import platform
 import time
 
@@ -50,7 +56,7 @@ import torchvision
 from torch import nn
 
 import mdnet_utils
-from mdnet_utils import config, get_device, reference, seed_everything
+from mdnet_utils import config, diagrams, get_device, reference, seed_everything
 from mdnet_utils.data import CLASSES, make_synthetic_dataset
 from mdnet_utils.data.loading import TensorCases, load_tiles
 from mdnet_utils.evaluation.figures import reference_figures, reference_split
@@ -74,6 +80,14 @@ sns.set_theme(style="whitegrid", context="notebook")
 #
 # $$\text{(1)}\quad y_l = F_l(x_l) + h(x_l), \qquad\qquad \text{(2)}\quad x_{l+1} = f(y_l).$$
 #
+# Two blocks follow from these equations, drawn below from the package's code (each box is a layer its branch
+# $F_l$ runs, in that order): the original, post-activation block of He et al. (2015) on the left, and on the
+# right the pre-activation block of He et al. (2016), where $f$ is the identity too (Eq. (3), section 2).
+
+# %%
+diagrams.residual_block()
+
+# %% [markdown]
 # In the original ResNet (He et al. 2015), $F_l$ is conv3×3 – BN – ReLU – conv3×3 – BN, $f$ is a ReLU,
 # and $h$ is the identity, except where the block halves the resolution and changes the width: there
 # $h$ is a strided 1×1 convolution with BN (the "projection shortcut"). We write it from scratch, in
@@ -92,29 +106,56 @@ class MyBasicBlock(nn.Module):
         if stride != 1 or c_in != c_out:
             self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
+    def F(self, x):   # the residual branch F_l: conv-BN-ReLU-conv-BN
+        return self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+
+    def h(self, x):   # the shortcut: the identity, or the projection where the shape changes
+        return x if self.downsample is None else self.downsample(x)
+
     def forward(self, x):
-        residual = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))   # F_l(x_l)
-        shortcut = x if self.downsample is None else self.downsample(x)        # h(x_l)
-        return torch.relu(residual + shortcut)                                 # f(y_l)
+        return torch.relu(self.F(x) + self.h(x))   # Eq. (1), then f = ReLU: Eq. (2)
 
 
 # %% [markdown]
-# **Check.** Our hand-written block and the package's `BasicBlock` have the same parameter names, so one
-# loads the other's weights; they must then compute the same function. And the package block must
-# satisfy (1)–(2) term by term: its output is $f(F_l(x_l) + h(x_l))$ with its own `branch` ($F_l$) and `h`.
+# **Check.** Three implementations of the same block: ours, the package's `BasicBlock`, and torchvision's
+# `BasicBlock`, written independently of both. torchvision's gets random weights and, so that a batch norm
+# left out or put in the wrong place cannot hide, random batch-norm statistics and affine maps (a fresh one in
+# eval mode computes the identity); the other two load its `state_dict` with `strict=True` (same names, same
+# shapes). Then each term of Eqs. (1)–(2) of the package's block, its `branch` ($F_l$) and its `h`, must equal
+# ours, and all three blocks must give the same $x_{l+1}$.
 
 # %%
 # NBVAL_CHECK_OUTPUT
+def randomise_bn(module, seed):
+    """The batch norms of ``module`` with random running statistics and affine maps; the module in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(0.5 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=g))
+    return module.eval()
+
+
 torch.manual_seed(0)
 x = torch.randn(2, 16, 32, 32)
 for stride, c_out in [(1, 16), (2, 32)]:
+    projection = None if stride == 1 else nn.Sequential(nn.Conv2d(16, c_out, 1, stride, bias=False),
+                                                        nn.BatchNorm2d(c_out))
+    tv = randomise_bn(torchvision.models.resnet.BasicBlock(16, c_out, stride, downsample=projection), seed=stride)
     ours, theirs = MyBasicBlock(16, c_out, stride).eval(), BasicBlock(16, c_out, stride).eval()
-    ours.load_state_dict(theirs.state_dict())                      # strict: same names, same shapes
-    y_l = theirs.branch(x) + theirs.h(x)                           # Eq. (1)
-    assert torch.allclose(theirs(x), torch.relu(y_l), atol=1e-6)   # Eq. (2), f = ReLU
-    assert torch.allclose(ours(x), theirs(x), atol=1e-6)           # the hand-written block is the package's
-    print(f"stride {stride}: {tuple(x.shape)} -> {tuple(theirs(x).shape)}, "
-          f"shortcut = {'identity' if theirs.downsample is None else '1x1 conv + BN'}: equal")
+    ours.load_state_dict(tv.state_dict())                           # strict: same names, same shapes
+    theirs.load_state_dict(tv.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(theirs.branch(x), ours.F(x), atol=1e-5)   # the package's F_l is ours
+        assert torch.allclose(theirs.h(x), ours.h(x), atol=1e-5)        # and so is its h
+        assert torch.allclose(ours(x), tv(x), atol=1e-5)                # Eqs. (1)-(2) against torchvision
+        assert torch.allclose(theirs(x), tv(x), atol=1e-5)
+    print(f"stride {stride}: {tuple(x.shape)} -> {tuple(tv(x).shape)}, shortcut "
+          f"{'identity' if projection is None else '1x1 conv + BN'}: F_l and h equal ours, x_l+1 equal in all "
+          f"three blocks (to 1e-5)")
 
 # %% [markdown]
 # ## 2. The pre-activation block: Eq. (3)
@@ -125,23 +166,56 @@ for stride, c_out in [(1, 16), (2, 32)]:
 #
 # Nothing touches the sum any more: the ReLU after the addition moves *into* the branch, in front of
 # each convolution, as BN–ReLU–conv ("pre-activation"). A block that keeps width and resolution then
-# adds its residual to its input and does nothing else. Check it on the package's `PreActBasicBlock`,
-# and check the consequence that makes the whole next notebook work: with its branch silenced,
-# the block is exactly the identity.
+# adds its residual to its input and does nothing else. Again from scratch, for the block that keeps its shape
+# (where the shape changes, $h$ is a projection, and that block is Exercise A):
+
+# %%
+class MyPreActBlock(nn.Module):
+    # Eq. (3), pre-activation: x_{l+1} = x_l + F(x_l), nothing after the sum
+    def __init__(self, channels):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+
+    def F(self, x):   # the residual branch F_l: BN-ReLU-conv-BN-ReLU-conv
+        return self.conv2(torch.relu(self.bn2(self.conv1(torch.relu(self.bn1(x))))))
+
+    def forward(self, x):
+        return x + self.F(x)   # Eq. (3)
+
+
+# %% [markdown]
+# **Check.** The package's `PreActBasicBlock`, with random weights and batch norms, against ours with its
+# weights: what the package's block adds to its input, $x_{l+1} - x_l$, must be our $F_l(x_l)$ (Eq. (3)). Then
+# the consequence that makes the whole next notebook work, against the post-activation block for contrast:
+# silence the branch (make its last layer output zeros) and the pre-activation block hands its input on
+# unchanged, while the post-activation block hands on $\mathrm{ReLU}(x_l)$, which differs from $x_l$ wherever
+# $x_l$ is negative.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 torch.manual_seed(0)
-block = PreActBasicBlock(16, 16).eval()
 x = torch.randn(2, 16, 32, 32)
-assert torch.allclose(block(x), x + block.branch(x), atol=1e-6)   # Eq. (3)
-print("Eq. (3): max |x_{l+1} - x_l - F_l(x_l)| < 1e-6:", bool((block(x) - x - block.branch(x)).abs().max() < 1e-6))
+theirs = randomise_bn(PreActBasicBlock(16, 16), seed=3)
+ours = MyPreActBlock(16).eval()
+ours.load_state_dict(theirs.state_dict())                          # strict: same names, same shapes
 with torch.no_grad():
-    block.conv2.weight.zero_()                                     # silence F_l: its last conv outputs 0
-assert torch.equal(block(x), x)
-print("branch silenced: the block is the identity")
-first = next(m for m in block.modules() if isinstance(m, (nn.BatchNorm2d, nn.Conv2d)))
-print("pre-activation: the block's first layer is", type(first).__name__)
+    assert torch.allclose(theirs(x) - x, ours.F(x), atol=1e-5)     # Eq. (3): the package adds our F_l(x_l)
+    assert torch.allclose(theirs(x), ours(x), atol=1e-5)
+print("Eq. (3): the package's pre-activation block adds our F_l(x_l) to its input (to 1e-5)")
+
+pre, post = theirs, randomise_bn(BasicBlock(16, 16), seed=4)
+with torch.no_grad():
+    pre.conv2.weight.zero_()                                       # F_l's last layer, a conv, outputs 0
+    post.bn2.weight.zero_()                                        # F_l's last layer, a BN, outputs 0
+    post.bn2.bias.zero_()
+    print(f"branch silenced, pre-activation block:  x_l+1 == x_l: {torch.equal(pre(x), x)}")
+    print(f"branch silenced, post-activation block: x_l+1 == x_l: {torch.equal(post(x), x)}, "
+          f"x_l+1 == ReLU(x_l): {torch.equal(post(x), torch.relu(x))} "
+          f"({(post(x) != x).float().mean():.0%} of the entries changed: the negative ones)")
+assert torch.equal(pre(x), x) and torch.equal(post(x), torch.relu(x))
 
 # %% [markdown]
 # **Picture.** What a block adds to what it reads: one channel of $x_l$, of $F_l(x_l)$, and of
@@ -233,11 +307,80 @@ print(f"largest output difference: {'< 1e-5' if diff < 1e-5 else diff}")
 # (seeds 0, 1, 2) on all 3,024 training tiles with one recipe (AdamW, one-cycle schedule, 30 epochs, the
 # checkpoint of the best validation accuracy kept), and shipped with the course in `checkpoints/`
 # (`python -m mdnet_utils reference --list` names them all; training them again takes hours on a CPU). First,
-# though, training itself: the two 32-layer networks, trained live for a few epochs with the references'
-# recipe. Only the number of epochs is cut, so the one-cycle schedule is compressed into them.
+# though, training itself.
+#
+# ### The training loop, in the open
+#
+# Every network of the course is trained by one loop, `mdnet_utils.training.engine.train`. Here it is written
+# out, with the references' recipe (`reference.REGISTRY[name].recipe`), for a few steps:
+#
+# - **batches**: every epoch the training tiles in a new order, a permutation drawn from a generator seeded with
+#   the seed plus the epoch (what the engine's `DistributedSampler` draws when there is one process), cut into
+#   batches of 64; the pixels as floats in [0, 1];
+# - **augmentation**: per batch, a mirror image half of the time, then a turn by a random multiple of 90°, both
+#   drawn from one generator seeded once (no finding of the tiles depends on orientation);
+# - **forward and loss**: the cross-entropy of the network's four logits against the labels;
+# - **backward and step**: the gradient, then one step of AdamW (Adam with decoupled weight decay);
+# - **schedule**: a one-cycle schedule over all the steps: the learning rate rises for the first quarter of them
+#   to its peak, then anneals to almost zero (this recipe clips no gradient: the report generators' does,
+#   Exercise B).
+#
+# We cut the recipe to two epochs of its first 256 tiles (8 steps) and train ResNet-8 from the weights the
+# reference's seed 0 started from:
 
 # %%
 train_images, train_labels, _ = load_tiles(root, "train")
+stage = reference.REGISTRY["resnet-8"].recipe.stages[0].replace(epochs=2, limit=256)
+print(stage)
+torch.manual_seed(config.seed)
+model = build_model(reference.REGISTRY["resnet-8"].model)
+engine_model = copy.deepcopy(model)                      # the same weights, for the engine (next cell)
+
+n = min(stage.limit, len(train_images))                  # the stage trains on its first `limit` tiles
+steps = stage.epochs * -(-n // stage.batch_size)         # batches per epoch (the last may be short), all epochs
+optimizer = torch.optim.AdamW(model.parameters(), lr=stage.lr, weight_decay=stage.weight_decay)
+schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=stage.lr, total_steps=steps, pct_start=stage.warmup)
+draws = torch.Generator().manual_seed(config.seed)       # the augmentation's coin flips and turns
+model.train()
+for epoch in range(stage.epochs):
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + epoch))
+    for i in range(0, n, stage.batch_size):
+        idx = order[i:i + stage.batch_size]
+        x, y = train_images[idx].float() / 255, train_labels[idx]
+        if torch.rand((), generator=draws) < 0.5:
+            x = x.flip(-1)                                                         # mirrored
+        x = torch.rot90(x, int(torch.randint(0, 4, (), generator=draws)), dims=(-2, -1))   # turned
+        loss = nn.functional.cross_entropy(model(x), y)                            # forward, loss
+        optimizer.zero_grad()
+        loss.backward()                                                            # backward
+        optimizer.step()                                                           # step
+        print(f"epoch {epoch + 1}, batch {i // stage.batch_size + 1}: loss {loss.item():.3f}, "
+              f"learning rate {optimizer.param_groups[0]['lr']:.2e}")
+        schedule.step()                                                            # schedule: the next rate
+
+# %% [markdown]
+# **Check.** The package's engine, `train`, from the same weights with the same stage and seed: every tensor of
+# the two networks' state dicts (the weights, and the batch norms' running statistics) must be equal, bit for
+# bit. Equal to the last bit because it is the same arithmetic in the same order; `tests/test_open_loop.py`
+# shows that a loop that differs in one ingredient (one data order for every epoch, the turn drawn before the
+# flip, no schedule, no weight decay) ends with other weights.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+train(engine_model, TensorCases(train_images, train_labels), [stage], seed=config.seed, progress=False)
+ours, engines = model.state_dict(), engine_model.state_dict()
+same = [torch.equal(ours[k], engines[k]) for k in ours]
+print(f"after {steps} steps, the open loop and the engine: {sum(same)} of {len(same)} tensors of the state "
+      f"dict equal bit for bit")
+assert all(same) and list(ours) == list(engines)
+
+# %% [markdown]
+# ### Training live, with the engine
+#
+# Now the two 32-layer networks, trained live for a few epochs with the engine and the references' recipe.
+# Only the number of epochs is cut, so the one-cycle schedule is compressed into them.
+
+# %%
 val_split = reference_split(root, "val", None, None)   # what the references are scored on every epoch
 live_epochs = config.pick(full=3, fast=1)
 live = {}
@@ -321,8 +464,8 @@ for a, b, question in [("plain-32", "plain-8", "degradation"), ("resnet-32", "pl
 # with the same 32 layers, ends at the training loss of the 8-layer networks (0.092), measurably below
 # plain-32. At 8 layers the shortcut buys nothing we can measure (training loss 0.092 against 0.090, test
 # accuracy 95.1 % against 95.2 %), and neither does depth with shortcuts: ResNet-32's seeds spread from 94.4 %
-# to 97.1 % on the test split, wider than its lead over ResNet-8 (0.6 points). ResNet-32's lead over plain-32
-# on the test split (1.7 points) is within the spread too. The effect we can measure is on *training*, which
+# to 97.1 % on the test split, wider than its lead over ResNet-8 (+0.617 points). ResNet-32's lead over plain-32
+# on the test split (+1.698 points) is within the spread too. The effect we can measure is on *training*, which
 # is what He et al. describe.
 #
 # Two more things the outputs show. The validation curves swing by tens of points while the learning rate
@@ -341,9 +484,12 @@ for a, b, question in [("plain-32", "plain-8", "degradation"), ("resnet-32", "pl
 #
 # - A residual block adds a learned correction to a shortcut: $y_l = F_l(x_l) + h(x_l)$, $x_{l+1} = f(y_l)$ (Eqs. 1–2).
 # - With $h$ and $f$ identities (pre-activation), $x_{l+1} = x_l + F_l(x_l)$ (Eq. 3): a block with a
-#   silent branch is exactly the identity.
+#   silent branch is exactly the identity, where a post-activation block would still apply its ReLU. Both
+#   blocks, written from scratch, compute what the package's and torchvision's compute.
 # - CIFAR-style nets stack $3n$ blocks in three stages; ImageNet-style ones four stages behind a 7×7 stem.
 #   Our ResNet-18 loads torchvision's weights with `strict=True` and computes the same outputs.
+# - Training is a dozen lines: batches in a seeded order, augmentation, forward, loss, backward, an AdamW step
+#   and a one-cycle schedule; written in the open, they give the package engine's weights bit for bit.
 # - Removing the shortcuts makes deeper networks harder to *train*, not just to generalise: over three seeds
 #   of the shipped references, plain-32 ends training at a measurably higher loss than plain-8, and ResNet-32
 #   does not (the degradation problem that motivated ResNet). On the test split, only plain-32's deficit is
@@ -396,24 +542,41 @@ check_preact_forward(preact_forward)
 
 
 # %% [markdown]
-# ### Exercise B · How big is the output?
+# ### Exercise B · A training step with gradient clipping
 #
-# The shape walk of section 3 follows one formula. Write `conv_output_size(size, kernel, stride, padding)`: the
-# side of a square convolution's output for an input of side `size` (an `int`). Then use it to predict the
-# spatial sizes in section 3's table before you look.
+# The loop of section 5 takes every step the gradient gives. The report generators' recipes (notebook 06) cap
+# it: after `backward`, if the norm of all the gradients together, $\|g\| = \sqrt{\sum_p \|g_p\|^2}$ over every
+# parameter $p$, is above `max_norm`, every gradient is multiplied by `max_norm` $/ \|g\|$, so that the step
+# keeps its direction and its length is capped; a shorter gradient is left as it is. Write
+# `clipped_step(model, optimizer, schedule, x, y, max_norm)`: one step of the loop (forward, cross-entropy loss,
+# backward, the clipping, the optimizer's step, the schedule's step) on a batch `x` (floats, augmented already)
+# with labels `y`, clipping by hand, and return $\|g\|$ before clipping, as a float. The check refuses
+# `nn.utils.clip_grad_norm_` (the engine's call, which the check compares you with: `run_epoch` with a
+# `Stage(clip=max_norm)`), and runs three steps with `max_norm` above every gradient's norm, below every one,
+# and in between.
 
 # %% tags=["solution"]
 # Solution (the student edition has a stub here)
-def conv_output_size(size, kernel, stride, padding):
-    """Side of a convolution's output: floor((size + 2 padding - kernel) / stride) + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
+def clipped_step(model, optimizer, schedule, x, y, max_norm):
+    """One training step with the gradients' global norm clipped to max_norm; returns the norm before clipping."""
+    loss = nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norm = float(torch.sqrt(sum((g ** 2).sum() for g in grads)))   # one norm over all the parameters
+    if norm > max_norm:                                             # only a longer gradient is shortened
+        for g in grads:
+            g.mul_(max_norm / norm)
+    optimizer.step()
+    schedule.step()
+    return norm
 
 
 # %% tags=["check"]
 # NBVAL_CHECK_OUTPUT
-from mdnet_utils.exercises import check_conv_output_size
+from mdnet_utils.exercises import check_clipped_step
 
-check_conv_output_size(conv_output_size)
+check_clipped_step(clipped_step)
 
 # %% [markdown] tags=["questionnaire"]
 # ## Questionnaire
@@ -449,6 +612,14 @@ check_conv_output_size(conv_output_size)
 #    <details><summary>Answer</summary>
 #
 #    Optimisation: the deeper plain network has a *higher training* error, although it could copy the shallower one.
+#
+#    </details>
+#
+# 5. The loop of section 5 gives the engine's weights bit for bit. What must it copy from the engine for that, besides the recipe's numbers?
+#
+#    <details><summary>Answer</summary>
+#
+#    Every random draw, in the same order and from the same seeds (each epoch's data order, the flip and the turn of each batch), and the same operations in the same order (the schedule stepped after the optimizer, once per batch): one draw out of order and the weights differ.
 #
 #    </details>
 

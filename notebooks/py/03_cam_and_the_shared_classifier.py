@@ -25,7 +25,8 @@
 # ### What you will learn
 # - Eq. (7): GAP + linear = the spatial mean of the class activation map, with the 1/(HW) factor and the bias made explicit;
 # - to draw CAMs over the tiles and score them against the lesion and mitosis masks (mass inside, pointing game, against chance);
-# - Eq. (8): every logit as an exact sum of member contributions, read from the residual stream;
+# - Eq. (8): every logit as an exact sum of member contributions, read from the residual stream, and why exact is not
+#   independent: batch norm's affine map and the ReLU's mask in front of $w^c$ are set by all members together;
 # - the paper's argument against one shared classifier, and where MDNet goes from here.
 #
 # *Equations covered: (7)–(8).*
@@ -34,12 +35,14 @@
 # Notebooks 01 and 02 (their ResNet-32, the reference model shipped in `checkpoints/`, is loaded here).
 #
 # ### Runtime
-# On a 2-core laptop CPU: **~20 s** in full mode (nothing is trained: the ResNet-32s are the shipped references),
+# On a 2-core laptop CPU: **~30 s** in full mode (nothing is trained: the ResNet-32s are the shipped references),
 # **~10 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured by `make run` and `make runtimes`
 # (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.
+# The inline backend from the start: a figure made outside pyplot (the diagrams) is shown as a cell's value too.
+# %matplotlib inline
 import platform
 
 import matplotlib.pyplot as plt
@@ -48,11 +51,11 @@ import seaborn as sns
 import torch
 
 import mdnet_utils
-from mdnet_utils import config, get_device, reference, seed_everything
+from mdnet_utils import config, diagrams, get_device, reference, seed_everything
 from mdnet_utils.data import CLASSES, FEATURES, ReportDataset, make_synthetic_dataset
 from mdnet_utils.data.loading import load_tiles
 from mdnet_utils.evaluation.localisation import localisation_scores
-from mdnet_utils.models import (class_activation_map, eq7_score, logit_decomposition, logits_from_cam,
+from mdnet_utils.models import (class_activation_map, eq7_score, lesion, logit_decomposition, logits_from_cam,
                                 model_cam)
 
 seed_everything(config.seed)
@@ -167,10 +170,10 @@ plt.show()
 
 # %% [markdown]
 # **Reading the table.** Over the three reference seeds, the CAM of the predicted class beats chance on the
-# lesion clearly: 0.571 ± 0.010 of its mass falls inside the lesion (chance: the lesion's area share, 0.297),
-# a lift of 1.92 ± 0.03, and its maximum lands in the lesion for 0.955 ± 0.009 of the tiles. On the mitotic
+# lesion clearly: 0.571 ± 0.01 of its mass falls inside the lesion (chance: the lesion's area share, 0.297),
+# a lift of 1.924 ± 0.033, and its maximum lands in the lesion for 0.955 ± 0.009 of the tiles. On the mitotic
 # figures it beats chance too, though on a tiny target: 0.019 of its mass falls inside the mitosis masks
-# (chance 0.008), a lift of 2.26 ± 0.02, and its maximum lands on a mitosis for 0.057 ± 0.014 of the tiles
+# (chance 0.008), a lift of 2.263 ± 0.018, and its maximum lands on a mitosis for 0.057 ± 0.014 of the tiles
 # (chance 0.008). The three seeds agree to within these spreads. A *diagnosis* map spreads over the whole
 # abnormal region (its lift is well under the 1 / share that a map confined to the lesion would reach); it
 # does not single out the few pixels of each mitosis. Pointing at a particular finding is what the per-word
@@ -185,12 +188,30 @@ plt.show()
 # $$\text{(8)}\quad p^c = \sum_{i,j} w^c \cdot y_L = \sum_{i,j} w^c \cdot \Big( y_1 + \sum_{m=1}^{L-1} F_m(y_m) \Big).$$
 #
 # The score of class $c$ is a sum of one term per **member** of the ensemble, and every member is weighed
-# by the **same** $w^c$. Two details make this exact for a real network, and `logit_decomposition` handles
-# both (its docstring has the whole argument): the sum restarts at a projection shortcut, so for our ResNet
-# the members are the input of the last stage ($h$) and the residuals of the last stage's blocks; and the
-# head's BN–ReLU sits between the sum and $w^c$: in eval mode BN is an affine map per channel, and ReLU is
-# $g \odot z$ with the on/off pattern $g$ fixed at the one this input produced, so each member's share of the
-# logit is exact (the shift of the BN and the bias form a "rest"). Check that the parts add up to the logits:
+# by the **same** $w^c$.
+#
+# **Picture.** The ensemble and its classifier, drawn from our ResNet-32 (`mdnet_utils.diagrams`): on the left
+# Eq. (8), the last stage's members summed into $y_L$, then the head's one BN–ReLU, pooling and the one shared
+# $w^c$; on the right one classifier per member, the idea of Eq. (9). The right half gives each member a BN–ReLU
+# of its own: that is the per-member variant of notebook 04, which shows that Eq. (9) exactly keeps the one
+# BN–ReLU of the sum instead.
+
+# %%
+diagrams.ensemble_heads()   # a Figure: shown once, as the cell's value
+
+# %% [markdown]
+# Two details make the split exact for a real network, and `logit_decomposition` handles both (its docstring
+# has the whole argument). The sum restarts at a projection shortcut, so for our ResNet the members are the
+# input of the last stage ($h$) and the residuals of the last stage's blocks. And the head's BN–ReLU sits between
+# the sum and $w^c$: in eval mode BN is an affine map per channel, and ReLU is $g \odot z$ with the on/off pattern
+# $g$ fixed at the one this input produced, so the logit splits exactly into one share per member (the shift of
+# the BN and the bias form a "rest").
+#
+# Exact, but not independent: **the gates are set jointly**. The ReLU's mask $g$ is the one the *whole sum* $y_L$
+# produced, and BN's affine map comes from the running statistics of the sums it saw in training; neither
+# belongs to one member. A member's share is its part of *this* logit under gates that all members set
+# together: not the score it would give alone, and not what removing it would cost (without it the sum, and
+# so the mask, changes). Check first that the parts add up to the logits:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -215,17 +236,41 @@ b.plot(range(12), (dec.logits[:12, :] - dec.rest[:12, :])[torch.arange(12), pred
 b.set_xlabel("test tile"); b.set_title("the same, tile by tile: the parts stack up to the logit"); b.legend(fontsize=7, ncol=2)
 plt.show()
 
+# %% [markdown]
+# **The joint gates, measured.** The last residual, $F_{14}$, feeds nothing but the head: removing it
+# (`lesion`) changes the sum the head sees and nothing upstream. If a share were what a member adds on its own,
+# removing $F_{14}$ would lower the predicted class's logit by exactly its share, tile by tile:
+
+# %%
+last = dec.names[-1]                                          # the last block's residual
+rows = torch.arange(len(pred))
+with torch.no_grad(), lesion(model, [int(last.split("_")[1])]):
+    without = model(x64.float())
+drop = (dec.logits.float() - without)[rows, pred]             # what removing it costs the predicted class
+own = share[:, dec.names.index(last)]                         # its share of that logit (Eq. 8)
+gap = (own - drop).abs()
+print(f"{last}: share of the predicted class's logit {own.mean():.3f} on average; removing it lowers that logit by "
+      f"{drop.mean():.3f} on average")
+print(f"tile by tile the two differ by up to {gap.max():.3f} ({int((gap > 1e-3).sum())} of {len(gap)} tiles differ "
+      f"by more than 1e-3): {'not equal, the mask moved' if gap.max() > 1e-3 else 'equal on these tiles'}")
+
 
 # %% [markdown]
 # ### The paper's argument, in our words
 #
 # Eq. (8) shows an ensemble whose members are all read through one lens. $w^c$ is a single direction in
-# feature space per class: the stem-level member $y_1$ and the residual of the last block, which see the
-# tile at very different depths and receptive fields, are scored with the same weights. If one member's
-# features would be better weighed differently, a shared classifier cannot do it; it can only find a
-# compromise that serves their *sum*. In the paper's words, "using a single weighting function in the
-# classification module is suboptimal ... the outputs of all ensembles share classifiers such that the
-# importance of their individual features are undermined".
+# feature space per class. The paper's example is the stem-level member $y_1$, the first block's output, scored
+# with the same weights as the residual of the last block, though the two see the tile at very different depths
+# and receptive fields. **Our decomposition has no such member.** A pre-activation ResNet's projection shortcut
+# (BN–ReLU, then a strided 1×1 convolution) is not linear, so the sum of Eq. (5) restarts at each stage's first
+# block, and our members are the last stage's: its projected input $h_{10}$, which holds the stem and stages 1
+# and 2 in one term, and the residuals $F_{10}, \dots, F_{14}$ of its five blocks. (The sum goes back to the stem
+# only where every shortcut is linear, as in the EcNets of notebook 05: see `logit_decomposition`.) The
+# argument carries over to our members in this weaker form: $h_{10}$ and $F_{14}$ still see the tile at
+# different depths, and the same $w^c$ scores both. If one member's features would be better weighed
+# differently, a shared classifier cannot do it; it can only find a compromise that serves their *sum*. In the
+# paper's words, "using a single weighting function in the classification module is suboptimal ... the outputs
+# of all ensembles share classifiers such that the importance of their individual features are undermined".
 #
 # The remedy, Eq. (9), gives every member its own classifier $w^c_m$; Eq. (10) changes the skip connection
 # so that the members stay separately available to the head. Notebooks 04 and 05 build both and measure,
@@ -242,7 +287,10 @@ plt.show()
 # - The CAM of the predicted class can be *measured* against our masks: mass inside and pointing game, each
 #   against the chance level of a uniform map.
 # - With Eq. (5) the logit is an exact sum of member contributions (Eq. 8), each weighed by the same $w^c$:
-#   the shared classifier MDNet sets out to decouple.
+#   the shared classifier MDNet sets out to decouple. Exact, not independent: BN's affine map and the ReLU's mask
+#   in front of $w^c$ are set by all members together, so a share is not what the member would score alone.
+# - Our members are the last stage's projected input $h_{10}$ and its residuals, not the paper's stem-level $y_1$:
+#   the sum restarts at the non-linear projection shortcut.
 
 # %% [markdown]
 # ## Exercises
@@ -280,24 +328,36 @@ check_cam(cam)
 
 
 # %% [markdown]
-# ### Exercise B · The logits, read off the maps
+# ### Exercise B · Eq. (8) through batch norm and the ReLU gate
 #
-# Write `logits_from_maps(cams, bias)`: the logits of the network's GAP + linear head, computed from its class
-# activation maps `(B, C, H, W)` and the bias `(C,)` alone; return `(B, C)`. The check compares with the network's
-# own head. (Eq. (7) as printed sums over the positions: is that what the network computes?)
+# Section 2 split the logits into the members' shares through the head's BN–ReLU; do it yourself. Write
+# `member_scores(members, bn, w)`: `members` a list of $M$ tensors `(B, K, H, W)` whose sum is $y_L$, `bn` the
+# head's `nn.BatchNorm2d` in eval mode, `w` the classifier's weight `(C, K)`; return `(B, M, C)`, each member's
+# part of the class scores (without the bias). In eval mode BN is an affine map per channel,
+# $\mathrm{BN}(y) = a \odot y + s$ with $a = \gamma / \sqrt{\sigma^2 + \epsilon}$ and $s = \beta - a \odot \mu$ (`bn.weight`,
+# `bn.bias`, `bn.running_var`, `bn.running_mean`, `bn.eps`), and the ReLU is $g \odot z$ with the mask
+# $g = 1[\mathrm{BN}(y_L) > 0]$ of the whole sum. Member $m$'s part is $w \cdot \mathrm{GAP}(g \odot a \odot \text{member}_m)$;
+# the first member's also carries the shift, $w \cdot \mathrm{GAP}(g \odot s)$, so that the parts add up to
+# $w \cdot \mathrm{GAP}(\mathrm{ReLU}(\mathrm{BN}(y_L)))$. The check compares with the package's `shared_bn_relu`
+# (`mdnet_utils.models.decoupled`) on seeded members and a batch norm with trained-looking statistics.
 
 # %% tags=["solution"]
 # Solution (the student edition has a stub here)
-def logits_from_maps(cams, bias):
-    """GAP + linear, read off the CAMs: logit_c = mean over positions of M_c + b_c."""
-    return cams.mean(dim=(-2, -1)) + bias
+def member_scores(members, bn, w):
+    """Eq. (8) through the head's BN-ReLU: member m's part w . GAP(g * a * member_m), the first's also g * s."""
+    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)            # BN(y) = a * y + s, per channel
+    s = bn.bias - a * bn.running_mean
+    a, s = a.view(1, -1, 1, 1), s.view(1, -1, 1, 1)
+    g = (a * sum(members) + s > 0).to(a.dtype)                    # the ReLU's mask, set by the whole sum
+    parts = [g * (a * m + (s if i == 0 else 0)) for i, m in enumerate(members)]
+    return torch.stack([p.mean(dim=(2, 3)) @ w.T for p in parts], dim=1)
 
 
 # %% tags=["check"]
 # NBVAL_CHECK_OUTPUT
-from mdnet_utils.exercises import check_logits_from_cam
+from mdnet_utils.exercises import check_member_scores
 
-check_logits_from_cam(logits_from_maps)
+check_member_scores(member_scores)
 
 # %% [markdown] tags=["questionnaire"]
 # ## Questionnaire
@@ -324,7 +384,7 @@ check_logits_from_cam(logits_from_maps)
 #
 #    <details><summary>Answer</summary>
 #
-#    The classifier $w^c$: one weight vector scores $y_1$ and every $F_m(y_m)$ alike.
+#    The classifier $w^c$ (and, in a real network, the head's BN–ReLU in front of it): one weight vector scores every member alike, in our ResNet $h_{10}$ and $F_{10}, \dots, F_{14}$.
 #
 #    </details>
 #
@@ -333,6 +393,14 @@ check_logits_from_cam(logits_from_maps)
 #    <details><summary>Answer</summary>
 #
 #    Members carry different information (shallow and deep features); one shared classifier cannot weigh them differently.
+#
+#    </details>
+#
+# 5. The members' shares add up to the logit exactly. Why is a share still not what the member would score alone?
+#
+#    <details><summary>Answer</summary>
+#
+#    The ReLU's mask is set by the whole sum $y_L$ (and BN's statistics by the sums seen in training): a share is taken under gates that all members set together, and removing the member moves the mask.
 #
 #    </details>
 

@@ -21,14 +21,18 @@
 # MDNet's attention (Eq. 14), which is steered by the class activation map of notebook 03. Each piece is
 # built from scratch, checked against the package's version. Then the second stage of MDNet's schedule, the
 # language model trained on the EcNet-20-4 of notebook 05 kept frozen, runs live for a few epochs beside the
-# curves of the course's reference report generators (trained to the end over three seeds and shipped in
-# `checkpoints/`), and those references write the reports that section 6 decodes and scores.
+# curves of the course's reference report generators (trained to the end over several seeds, as many as the
+# legend of section 5 counts, and shipped in `checkpoints/`), and those references write the reports that
+# section 6 decodes and scores. One training step and the greedy decoding are written out in the open first, and
+# asserted to be the package's bit for bit; section 7 looks inside the LSTM while it writes.
 #
 # ### What you will learn
 # - Eq. (11): a report's log-likelihood is a sum over its words, and teacher forcing trains it with padding masked;
 # - Eq. (12): the LSTM step, gate by gate, fed with the previous word and the context vector;
 # - Eqs. (13)-(14): the context vector, and MDNet's attention steered by the CAM, beside Show-Attend-Tell's;
+# - one teacher-forced training step and a greedy decode written out, equal to the package's bit for bit;
 # - greedy decoding against beam search, and why teacher-forced scores are not performance;
+# - what the LSTM's gates, its cell state and the context vector do while a report is written;
 # - to score generated reports three ways: captioning metrics against the data's own ceiling, a clinical score, and where the attention looked.
 #
 # *Equations covered: (11)–(14).*
@@ -38,12 +42,13 @@
 # reference models shipped in `checkpoints/` (`python -m mdnet_utils reference --list`); nothing needs to have run.
 #
 # ### Runtime
-# On a 2-core laptop CPU: **~2.5 min** in full mode (a live stage 2 of two epochs, its cell printing its time, then four decodings
-# of the test split by the shipped references), **~45 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured by
+# On a 2-core laptop CPU: **~3 min** in full mode (a live stage 2 of two epochs, its cell printing its time, then four decodings
+# of the test split by the shipped references), **~35 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured by
 # `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
 # %%
 # Setup: the same first cell in every notebook.
+import copy
 import platform
 import time
 
@@ -56,17 +61,18 @@ import torch.nn.functional as F
 
 import mdnet_utils
 from mdnet_utils import config, get_device, reference, seed_everything
-from mdnet_utils.data import make_synthetic_dataset
+from mdnet_utils.data import CLASSES, make_synthetic_dataset
 from mdnet_utils.data.dataset import build_vocab
-from mdnet_utils.data.loading import load_report_tiles
-from mdnet_utils.evaluation.localisation import finding_words
+from mdnet_utils.data.loading import flat_reports, load_report_tiles, to_input
+from mdnet_utils.evaluation.decoder_trace import trace_reports
+from mdnet_utils.evaluation.localisation import finding_sentences, finding_words
 from mdnet_utils.evaluation.metrics import clinical_scores, leave_one_out_scores, report_agreement
 from mdnet_utils.evaluation.reports import evaluate_reports, generate_reports
 from mdnet_utils.evaluation.seeds import seed_curves
-from mdnet_utils.models import (CamAttention, SoftAttention, class_activation_map, context, mdnet, model_cam,
-                                sequence_log_likelihood, word_loss)
+from mdnet_utils.models import (CamAttention, CamContentAttention, CamSlotAttention, SoftAttention,
+                                class_activation_map, context, mdnet, model_cam, sequence_log_likelihood, word_loss)
 from mdnet_utils.models.config import build_model
-from mdnet_utils.training.engine import train
+from mdnet_utils.training.engine import make_optimizer, run_epoch, train
 
 seed_everything(config.seed)
 device = get_device()
@@ -290,6 +296,79 @@ for ax in axes:
 plt.show()
 
 # %% [markdown]
+# **Checks that can fail.** "Each $a_t$ sums to 1" holds for a softmax of any scores, right or wrong: it cannot
+# catch a wrong Eq. (14). Three checks that can:
+#
+# - a position whose score is $-\infty$ gets no attention, and the context vector does not see it: give position 5
+#   the score $-\infty$ (through $W_{att}$'s bias), change its features wildly, and $z_t$ stays as it was;
+# - the map changes when the CAM moves (rolled by half the grid), for every attention that reads the CAM (MDNet's,
+#   and the two readings of notebook 07), and not at all for Show-Attend-Tell's, which never reads it. For the
+#   authors' later reading (`CamSlotAttention`) only the map's total changes, not its shape over the positions
+#   (notebook 07 says why);
+# - with $W_h = 0$ and $W_{att}$ the identity, which does not mix the positions, Eq. (14) is
+#   $\mathrm{softmax}(\tanh c)$ and the map moves exactly as the CAM moves. A learned $W_{att}$ mixes the
+#   positions, so a trained map need not follow the CAM: notebook 07 measures where the trained ones look.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def roll(maps, grid=enc.grid):
+    """(B, N) maps moved by half the grid to the right (cyclically)."""
+    return maps.view(-1, *grid).roll(shifts=grid[1] // 2, dims=2).flatten(1)
+
+masked = copy.deepcopy(att)
+with torch.no_grad():
+    masked.W_att.bias[5] = float("-inf")                      # position 5 scores -inf, whatever h and c
+    a_masked = masked(enc.features, h0, enc.cam)
+    wild = enc.features.clone()
+    wild[:, 5] = 1e3 * torch.randn_like(wild[:, 5])           # and its features change wildly
+print("a score of -inf gets no attention:", bool((a_masked[:, 5] == 0).all()),
+      "| the context does not see it:", torch.equal(context(a_masked, enc.features), context(a_masked, wild)))
+
+moved = roll(enc.cam)
+torch.manual_seed(0)
+kinds = {"CamAttention, Eq. (14)": CamAttention(dec.hidden_dim, att.num_positions),
+         "CamContentAttention": CamContentAttention(dec.feature_dim, dec.hidden_dim, attention_dim=32),
+         "CamSlotAttention": CamSlotAttention(dec.feature_dim, dec.hidden_dim, attention_dim=32),
+         "SoftAttention": SoftAttention(dec.feature_dim, dec.hidden_dim, attention_dim=32)}
+shape = lambda a: a / a.sum(1, keepdim=True)                  # the map renormalised over the positions
+rows = {}
+with torch.no_grad():
+    for name, attention in kinds.items():
+        before, after = attention(enc.features, h0, enc.cam), attention(enc.features, h0, moved)
+        rows[name] = {"reads the CAM": attention.uses_cam, "map changes": not torch.allclose(before, after),
+                      "its shape changes": not torch.allclose(shape(before), shape(after))}
+print("the CAM moved by half the grid:\n" + pd.DataFrame(rows).T.to_string())
+plain = CamAttention(dec.hidden_dim, att.num_positions)
+with torch.no_grad():
+    for weight in (plain.W_h.weight, plain.W_h.bias, plain.W_att.bias):
+        weight.zero_()
+    plain.W_att.weight.copy_(torch.eye(att.num_positions))
+    follows = torch.allclose(plain(enc.features, h0, moved), roll(plain(enc.features, h0, enc.cam)), atol=1e-7)
+print("W_h = 0, W_att = I: the map moves exactly as the CAM moves:", follows)
+
+# %% [markdown]
+# **Picture.** The CAM of a tile and the same CAM moved (top and bottom row), and the first step's attention of
+# three attentions under each: MDNet's with $W_{att}$ the identity follows the CAM; the untrained MDNet's, whose
+# random $W_{att}$ mixes the positions, changes but does not follow; Show-Attend-Tell's does not change.
+
+# %%
+with torch.no_grad():
+    shown = {"W_h = 0, W_att = I": plain, "untrained MDNet": att, "Show-Attend-Tell": kinds["SoftAttention"]}
+    maps = {name: [m(enc.features[:1], h0[:1], c)[0] for c in (enc.cam[:1], moved[:1])]
+            for name, m in shown.items()}
+fig, axes = plt.subplots(2, 4, figsize=(12, 6))
+for row, (label, c) in enumerate([("c", enc.cam[0]), ("c moved", moved[0])]):
+    axes[row, 0].imshow(on_grid(c), cmap="magma")
+    axes[row, 0].set_title(label, fontsize=9)
+    for k, (name, pair) in enumerate(maps.items()):
+        axes[row, 1 + k].imshow(on_grid(pair[row]), cmap="viridis")
+        axes[row, 1 + k].set_title(f"{name}:\na_1 under {label}", fontsize=9)
+for ax in axes.flat:
+    ax.axis("off")
+plt.show()
+
+
+# %% [markdown]
 # ## 5. Training the language model on frozen image features
 #
 # MDNet's schedule has three stages (the CVPR paper does not publish one; we follow the authors' later code):
@@ -298,7 +377,80 @@ plt.show()
 # live: the image model runs frozen (eval mode, no gradient) and the decoder learns from all five reports of each
 # tile, with the recipe of the reference report generators (AdamW one-cycle, lr 3e-3, batches of 32 tiles = 160
 # reports, gradients clipped at norm 5) cut to a few epochs on the first 1,024 training tiles. The references
-# ran the same stage for 10 epochs on all 3,024 training tiles, then 10 epochs of stage 3, over three seeds.
+# ran the same stage for 10 epochs on all 3,024 training tiles, then 10 epochs of stage 3, over their seeds.
+#
+# **One training step, in the open.** Before the package's engine (`mdnet_utils.training.engine.train`) takes
+# over, here is one of its steps written out. A batch of tiles, each with its five reports (`flat_reports`: the
+# reports of a tile in a row, cut to the longest); the image model, frozen, hands over $C(I)$ and $c$ once per
+# tile; then for every step $t$, with the true previous word (teacher forcing): Eq. (14) from $h_{t-1}$, Eq. (13),
+# Eq. (12), and the scores of $x_t$ from $h_t$ (after dropout, as in training). The loss is minus Eq. (11) per
+# real word, padding left out,
+#
+# $$L = -\frac{1}{\#\text{real words}} \sum_{b} \sum_{t:\, x^{(b)}_t \neq \text{pad}}
+#       \log p\big(x^{(b)}_t \mid I_b, x^{(b)}_{0:t-1}\big),$$
+#
+# then backward, the gradient's norm clipped at 5, and one AdamW step (a stage of one step keeps its peak rate:
+# `make_optimizer`). The check: the engine's step (`run_epoch` on the same one batch, from the same weights and
+# the same dropout masks) gives the same loss, the same gradients and the same updated weights, bit for bit,
+# and leaves the frozen image model as it was.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def word_loss_by_hand(model, images, tokens):
+    dec = model.decoder
+    with torch.no_grad():                                        # stage 2: the image model is frozen
+        enc = model.encode(images)
+    per_tile = tokens.shape[0] // images.shape[0]                # five reports a tile
+    C, cam = enc.features.repeat_interleave(per_tile, 0), enc.cam.repeat_interleave(per_tile, 0)
+    h, c = torch.tanh(dec.init_h(C.mean(1))), torch.tanh(dec.init_c(C.mean(1)))   # (h_0, c_0)
+    cache = dec.attention.precompute(C, cam)                     # what does not depend on t: the standardised c
+    Ex = dec.embedding(tokens[:, :-1])                           # E x_{t-1}, every step at once
+    logits = []
+    for t in range(Ex.shape[1]):
+        a = dec.attention(C, h, cam, cache=cache)                # Eq. (14), from h_{t-1}
+        z = (a.unsqueeze(1) @ C).squeeze(1)                      # Eq. (13): z_t = a_t C(I)
+        h, c = dec.lstm(torch.cat([Ex[:, t], z], dim=1), (h, c))  # Eq. (12), input [E x_{t-1}; z_t]
+        logits.append(dec.out(dec.dropout(h)))                   # the scores of x_t
+    logits, targets = torch.stack(logits, dim=1), tokens[:, 1:]
+    real = targets != vocab.pad_id
+    return F.cross_entropy(logits[real], targets[real])          # -Eq. (11) per real word
+
+def training_step_by_hand(model, batch, stage):
+    model.train()
+    model.image_model.eval()                                     # frozen: its batch-norm statistics too
+    params = list(model.decoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+    loss = word_loss_by_hand(model, to_input(batch.images, device), flat_reports(batch.tokens).to(device))
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, stage.clip)
+    optimizer.step()
+    return loss
+
+entry = reference.REGISTRY["mdnet"]
+decoder_stage = entry.recipe.stage("decoder")                    # lr 3e-3, weight decay 1e-4, clip 5, dropout on
+step_tiles = load_report_tiles(root, "train", vocab, limit=4, max_len=entry.recipe.max_len)
+step_batch = step_tiles.cases().batch(torch.arange(4))          # 4 tiles x 5 reports
+torch.manual_seed(config.seed)
+theirs = build_model(entry.model.replace(vocab_size=len(vocab))).to(device)
+theirs.image_model.load_state_dict(reference.load("ecnet-20-4", seed=0)[0].state_dict())
+ours, frozen = copy.deepcopy(theirs), copy.deepcopy(theirs.image_model.state_dict())
+before = copy.deepcopy(theirs.decoder.state_dict())
+
+torch.manual_seed(1)                                             # the same dropout masks on both sides
+record = run_epoch(theirs, [step_batch], decoder_stage, *make_optimizer(list(theirs.decoder.parameters()),
+                                                                         decoder_stage, steps=1),
+                   torch.Generator().manual_seed(0))
+torch.manual_seed(1)
+loss = training_step_by_hand(ours, step_batch, decoder_stage)
+pairs = [(p, dict(theirs.decoder.named_parameters())[n]) for n, p in ours.decoder.named_parameters()]
+print("the loss by hand == the engine's:", loss.item() == record["words_loss"])
+print(f"the gradients of all {len(pairs)} decoder tensors, bit for bit:", all(torch.equal(p.grad, q.grad)
+                                                                              for p, q in pairs))
+print("the updated weights, bit for bit:", all(torch.equal(p, q) for p, q in pairs), "| and the step moved them:",
+      not any(torch.equal(q, before[n]) for n, q in theirs.decoder.named_parameters() if n != "embedding.weight"))
+print("the frozen image model untouched:",
+      all(torch.equal(v, frozen[k]) for k, v in theirs.image_model.state_dict().items()))
 
 # %%
 entry = reference.REGISTRY["mdnet"]
@@ -315,9 +467,9 @@ print(f"stage 2, live: {min(stage.limit, len(train_cases))} training tiles, {sta
       f"{time.perf_counter() - start:.0f} s on {device.type}; word loss {live_history.words_loss.iloc[-1]:.3f}")
 
 # %% [markdown]
-# **Picture.** The word loss of every epoch of the two reference report generators (line: mean over the three
-# seeds, band: lowest to highest seed; stage 2, then stage 3 after the dotted line), and the live run's epochs
-# (dots). The word loss is the teacher-forced training loss: a training signal, not a score.
+# **Picture.** The word loss of every epoch of the two reference report generators (line: mean over their
+# seeds, as many as the legend counts; band: lowest to highest seed; stage 2, then stage 3 after the dotted line),
+# and the live run's epochs (dots). The word loss is the teacher-forced training loss: a training signal, not a score.
 
 # %%
 refs = {name: reference.metas(name) for name in ("mdnet", "sat-ecnet-20-4")}
@@ -364,6 +516,45 @@ print("the reference's five costliest words:", ", ".join(f"'{words[k]}' ({costs[
 # that never emits `<eos>` stops at `max_len`, so the search never fails). Both return, for every word, the
 # attention map it was written with.
 #
+# **Greedy decoding, in the open.** The same step as in training, fed its own previous word: from `<bos>`, at every
+# step Eq. (14) from $h_{t-1}$, Eq. (13), Eq. (12), and the most likely next word $x_t = \arg\max_w \log p(w \mid
+# I, x_{0:t-1})$, where `<pad>` and `<bos>` are never written; a report ends at its `<eos>`, the batch when every
+# report has ended (or after `max_len` steps). The check: the two reference report generators write, for the first
+# eight test tiles, the words and the attention maps of `generate_reports`, bit for bit. (Beam search in the open
+# is Exercise C.)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+@torch.no_grad()
+def greedy_by_hand(model, images, max_len=60):
+    dec = model.decoder
+    enc = model.encode(images)
+    C, cam = enc.features, enc.cam
+    h, c = torch.tanh(dec.init_h(C.mean(1))), torch.tanh(dec.init_c(C.mean(1)))
+    prev = torch.full((len(C),), vocab.bos_id, device=C.device)       # x_0 = <bos>
+    written, maps = [], []
+    for t in range(max_len):
+        a = dec.attention(C, h, cam)                                  # Eq. (14), from h_{t-1}
+        z = (a.unsqueeze(1) @ C).squeeze(1)                           # Eq. (13)
+        h, c = dec.lstm(torch.cat([dec.embedding(prev), z], dim=1), (h, c))   # Eq. (12)
+        logp = dec.out(h).log_softmax(dim=-1)
+        logp[:, [vocab.pad_id, vocab.bos_id]] = float("-inf")         # never written
+        prev = logp.argmax(dim=-1)                                    # the most likely next word
+        written.append(prev)
+        maps.append(a)
+        if (torch.stack(written, 1) == vocab.eos_id).any(1).all():  # every report has ended
+            break
+    written, maps = torch.stack(written, 1).tolist(), torch.stack(maps, 1).cpu()
+    ends = [row.index(vocab.eos_id) if vocab.eos_id in row else len(row) for row in written]
+    return [[vocab.itos[w] for w in row[:n]] for row, n in zip(written, ends)], [m[:n] for m, n in zip(maps, ends)]
+
+for kind, model in models.items():
+    by_hand, by_hand_maps = greedy_by_hand(model, to_input(test.images[:8], device))
+    package = generate_reports(model, test.images[:8], vocab)
+    print(f"{kind}: the words by hand == generate_reports: {by_hand == package.words} | the attention maps, bit for "
+          f"bit: {all(torch.equal(a, b) for a, b in zip(by_hand_maps, package.alphas))}")
+
+# %% [markdown]
 # Report scores are always computed on such **free-running** reports. The teacher-forced loss is shown beside
 # them, labelled as what it is: a training signal, not performance. And the scores are read against a ceiling:
 # how much the five reference reports of a tile agree among themselves (`report_agreement`). Two ways of
@@ -377,7 +568,8 @@ print("the reference's five costliest words:", ", ".join(f"'{words[k]}' ({costs[
 #   reference against the other four, averaged over which one; `report_agreement(..., every_choice=True)`).
 #
 # The references are the course's synthetic grammar, not pathologists; the row says so. (The grammar was
-# calibrated to the agreement of BCIDR's real pathologists, BLEU-4 0.682.)
+# calibrated to the agreement of BCIDR's real pathologists, BLEU-4 0.682: the figure notebook 00 prints and the
+# datasheet, `data/README.md`, records from the BCIDR reports.)
 
 # %%
 ceiling = report_agreement(test.reports, every_choice=True)
@@ -406,7 +598,7 @@ print(pd.DataFrame(fair).T.to_string(float_format="{:.3f}".format))
 # compares them over seeds). Against all five references, their greedy BLEU-4 (0.759 and 0.777) is above the
 # references' own agreement. Like for like, with one reference fewer, it is 0.707 and 0.723 against 0.679: still
 # above it, by 3 to 7 points with beam search. ROUGE-L and CIDEr are above the references' too (0.724 to 0.748
-# against 0.707; 2.38 to 2.52 against 1.71): a model that writes the most common phrasing of each finding matches
+# against 0.707; 2.380 to 2.519 against 1.712): a model that writes the most common phrasing of each finding matches
 # some reference's n-grams more often than one reference's own choice of words does. So the ceiling says how much
 # the references vary, not a limit on the scores; a report can score well and still state the wrong grade. That
 # is what the clinical score measures: each generated report is read back with the grammar's own parser
@@ -426,10 +618,11 @@ print(clinical.to_string(float_format="{:.3f}".format))
 # Show-Attend-Tell generator on the same backbone reads every feature better (mean 0.911 against 0.844, nucleoli
 # 0.963 against 0.796). That is one seed of each: notebook 07 asks whether the gap holds over seeds.
 #
-# Greedy and beam reports differ little here, mostly in the phrasing of a sentence or two (beam search adds 0.4
-# to 2.4 points of BLEU-4 like for like). Two examples. On tile 0 the reference has prominent nucleoli: MDNet's
-# reports call them inconspicuous, the baseline's prominent; every other grade and the conclusion agree with the
-# reference. On tile 1 all four reports state the reference's grades:
+# Greedy and beam reports differ little here, mostly in the phrasing of a sentence or two (like for like, beam
+# search takes BLEU-4 from 0.707 to 0.713 for MDNet and from 0.723 to 0.747 for the baseline). Two examples. On
+# tile 0 the reference has prominent nucleoli: MDNet's reports call them inconspicuous, the baseline's prominent;
+# every other grade and the conclusion agree with the reference. On tile 1 all four reports state the reference's
+# grades:
 
 # %%
 for i in (0, 1):
@@ -440,7 +633,148 @@ for i in (0, 1):
     print()
 
 # %% [markdown]
-# ## 7. Where the model looked for each word
+# ## 7. Inside the LSTM while it writes: gates, cell state, context (Eqs. 12-13)
+#
+# Section 3 built the LSTM step gate by gate; here are the gates at work while the reference MDNet writes.
+# `trace_reports` (`mdnet_utils.evaluation.decoder_trace`) writes the greedy reports with the package's decoder,
+# then replays each report step by step along its own words and records, for every word: the attention $a_t$ and
+# the context $z_t = a_t C(I)$ it gives (Eqs. 14 and 13), the four gates $i_t, f_t, g_t, o_t$, the cell state $c_t$
+# and the hidden state $h_t$ (Eq. 12). The gates are recomputed from `nn.LSTMCell`'s weights, which is why they are
+# checked first: on the first 64 test tiles the replay writes `generate_reports`'s words and attention maps bit for
+# bit, and the recorded gates give the cell's own state back, $c_t = f_t \odot c_{t-1} + i_t \odot g_t$ and
+# $h_t = o_t \odot \tanh(c_t)$ (up to rounding), which gates mixed up would not.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+reference_mdnet = models["mdnet"]
+trace = trace_reports(reference_mdnet, test.images[:64])
+written = generate_reports(reference_mdnet, test.images[:64], vocab)     # one batch, as the trace's
+real = torch.arange(trace.cells.shape[1]) < trace.steps.unsqueeze(1)     # (tiles, steps): the steps that were written
+gate = trace.gates
+c_prev = torch.cat([trace.initial[1].unsqueeze(1), trace.cells[:, :-1]], dim=1)
+c_again = gate["forget"] * c_prev + gate["input"] * gate["candidate"]
+h_again = gate["output"] * torch.tanh(trace.cells)
+print("the replay's words == generate_reports':", [[vocab.itos[t] for t in w] for w in trace.decoded.tokens]
+      == written.words, "| its attention maps, bit for bit:",
+      all(torch.equal(trace[b]["alphas"][:len(w)], written.alphas[b]) for b, w in enumerate(written.words)))
+print("the recorded gates give c_t back:", torch.allclose(c_again[real], trace.cells[real], atol=1e-5),
+      "| and h_t:", torch.allclose(h_again[real], trace.hidden[real], atol=1e-5),
+      "| with o_t in g_t's place it would not:",
+      not torch.allclose((gate["forget"] * c_prev + gate["input"] * gate["output"])[real], trace.cells[real],
+                         atol=1e-5))
+
+# %% [markdown]
+# **Picture: the gates and the cell state over one report.** The report MDNet writes for test tile 1 (section 6
+# printed it), a column per word, `<eos>` last. Top: each gate's mean over the hidden units. Bottom: the cell
+# state of the four units that follow the number of sentences done most closely, over the 64 reports of the check
+# (their correlation with it, and with the word's position in the report, is printed under the figure); dotted
+# lines end the sentences.
+
+# %%
+def sentence_index(words):
+    """For each step (each word, then <eos>): how many sentences are done before it."""
+    done = np.cumsum([w == "." for w in words])
+    return np.concatenate([[0], done])
+
+tile = 1
+report = trace[tile]
+report_words = written.words[tile] + ["<eos>"]
+cells_all = torch.cat([trace[b]["cells"] for b in range(len(trace.steps))]).numpy()
+count_all = np.concatenate([sentence_index(w) for w in written.words])
+position_all = np.concatenate([np.arange(len(w) + 1) for w in written.words])
+r = np.array([np.corrcoef(cells_all[:, k], count_all)[0, 1] for k in range(cells_all.shape[1])])
+r_position = np.array([np.corrcoef(cells_all[:, k], position_all)[0, 1] for k in range(cells_all.shape[1])])
+counters = np.argsort(-np.abs(r))[:4]
+
+fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 5.2), sharex=True, height_ratios=[3, 4])
+means = np.stack([report[k].mean(1).numpy() for k in ("input", "forget", "output")])
+shown = top.imshow(means, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+top.set_yticks(range(3), ["input i", "forget f", "output o"])
+top.set_title("the LSTM's gates (mean over the hidden units) and its cell state, word by word")
+top.grid(False)
+fig.colorbar(shown, ax=[top, bottom], pad=0.01, fraction=0.02)          # both panels narrowed alike: columns align
+x = np.arange(len(report_words))
+for k in counters:
+    bottom.plot(x, report["cells"][:, k].numpy(), marker=".", label=f"c_t, unit {k}")
+for k, w in enumerate(report_words):
+    if w == ".":
+        for ax in (top, bottom):
+            ax.axvline(k + 0.5, color="0.5", ls=":", lw=0.8)
+bottom.set_xticks(x, report_words, rotation=70, fontsize=8)
+bottom.set_ylabel("cell state"); bottom.legend(loc="upper left", ncol=4, fontsize=8)
+plt.show()
+means_all = {k: float(torch.cat([trace[b][k] for b in range(len(trace.steps))]).mean())
+             for k in ("input", "forget", "output")}
+print("mean gates over the 64 reports: " + ", ".join(f"{k} {v:.2f}" for k, v in means_all.items()))
+print("the cell-state units that follow the number of sentences done most closely, r over the 64 reports: "
+      + ", ".join(f"unit {k} ({r[k]:+.3f})" for k in counters))
+print("the same units against the word's position in the report: "
+      + ", ".join(f"unit {k} ({r_position[k]:+.3f})" for k in counters))
+
+# %% [markdown]
+# **Picture: the context vector over the same report (Eq. 13).** $z_t = a_t C(I)$ is a weighted mean of the
+# positions' features, which are non-negative (they come out of a ReLU): it is large when the attention spreads
+# over positions with large features, small when it rests on one with small features. Top: $\lVert z_t \rVert$ per
+# word (red: the words that state a finding's grade, `finding_sentences`; orange: the conclusion's class), and the
+# peak of $a_t$ (a uniform map's is $1/N$). Bottom: the direction of $z_t$, $z_t / \lVert z_t \rVert$, in the
+# eight channels where it varies most over the report: columns alike read alike.
+
+# %%
+def word_kinds(words):
+    """"grade" for the words that state a finding's grade, "class" for the conclusion's class, else "other"."""
+    grades = {k for sentence in finding_sentences(words) for k in sentence.grade}
+    last = max((k for k, w in enumerate(words[:-1]) if w == "."), default=-1) + 1     # the last sentence's start
+    names = {w for name in CLASSES for w in name.split()}
+    return ["grade" if k in grades else "class" if k >= last and w in names else "other" for k, w in enumerate(words)]
+
+norm = report["contexts"].norm(dim=1).numpy()
+peak = report["alphas"].max(dim=1).values.numpy()
+kinds_here = word_kinds(written.words[tile]) + ["other"]                   # <eos> last
+fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 5.6), sharex=True, height_ratios=[3, 3])
+top.bar(x, norm, color=[{"grade": "C3", "class": "C1", "other": "0.6"}[kind] for kind in kinds_here])
+top.set_ylabel("||z_t||")
+twin = top.twinx()
+twin.plot(x, peak, "k.-", lw=0.8, label="peak of a_t")
+twin.axhline(1 / report["alphas"].shape[1], color="k", ls=":", lw=0.8)
+twin.set_ylabel("peak of a_t (dotted: uniform)"); twin.legend(loc="upper right", fontsize=8)
+top.set_title("the context vector, word by word (red: a finding's grade, orange: the conclusion's class)")
+direction = report["contexts"] / report["contexts"].norm(dim=1, keepdim=True)
+channels = direction.var(dim=0).argsort(descending=True)[:8]
+bottom.imshow(direction[:, channels].T.numpy(), aspect="auto", cmap="magma")
+bottom.grid(False)
+bottom.set_yticks(range(8), [f"channel {k}" for k in channels.tolist()], fontsize=8)
+bottom.set_xticks(x, report_words, rotation=70, fontsize=8)
+plt.show()
+
+with torch.no_grad():
+    features_64 = reference_mdnet.encode(to_input(test.images[:64], device)).features.cpu()
+position_norm = features_64.norm(dim=2)                                   # (tiles, N): each position's ||C_i||
+stats = {"a finding's grade": [], "the conclusion's class": [], "the other words": []}
+for b, words in enumerate(written.words):
+    for k, kind in enumerate(word_kinds(words)):
+        a = trace[b]["alphas"][k]
+        stats[{"grade": "a finding's grade", "class": "the conclusion's class", "other": "the other words"}[kind]]\
+            .append((float(trace[b]["contexts"][k].norm()), float(a.max()), float(position_norm[b, a.argmax()])))
+for kind, values in stats.items():
+    z_norm, a_peak, at_peak = np.mean(values, axis=0)
+    print(f"{kind} ({len(values)} words): mean ||z_t|| {z_norm:.2f}, mean peak of a_t {a_peak:.3f}, "
+          f"mean ||C_i|| at the peak {at_peak:.2f}")
+print(f"(over the first 64 test reports; a position's ||C_i||: median {position_norm.median():.2f}; "
+      f"a uniform map's peak: 1/{position_norm.shape[1]} = {1 / position_norm.shape[1]:.3f})")
+
+# %% [markdown]
+# What the two pictures and their printed lines show, for this model and these 64 reports: the input gate stays
+# wide open and the forget gate passes on part of the cell from word to word, while a handful of cell-state units
+# drift steadily, word after word, in step with how far the report has got (the number of sentences done, the
+# word's position): the cell state keeps count of where the report is, which is what a fixed order of findings
+# needs. The context vector changes with the kind of word: for a finding's grade, and for the conclusion's class,
+# the attention spreads out and its peak sits on positions with large features, so $z_t$ is large; for the other
+# words the attention gathers on a spot whose features are small (below the median position's), so $z_t$ is small.
+# Notebook 07 scores where the finding words look, against the findings' masks, and asks whether such a spot is one
+# cell whatever the image (an attention sink).
+
+# %% [markdown]
+# ## 8. Where the model looked for each word
 #
 # Every generated word comes with its attention map $a_t$ on the 8 × 8 grid. Below, one test tile and, for the
 # first eight finding words of each greedy report (the title of each map names the finding its sentence is
@@ -474,10 +808,18 @@ plt.show()
 #   attention-weighted mean of the feature positions.
 # - Eq. (14): MDNet's attention, $\mathrm{softmax}(W_{att}\tanh(W_h h_{t-1} + c))$, steered by the class activation
 #   map of the predicted class; it sees the image's content only through $c$. Show-Attend-Tell scores every
-#   position by its content instead.
+#   position by its content instead. Checks that can fail: a position scored $-\infty$ gets no attention and its
+#   features never reach $z_t$; the map changes when the CAM moves for every attention that reads the CAM, not for
+#   Show-Attend-Tell's, and follows it exactly only where $W_{att}$ does not mix the positions.
+# - One teacher-forced training step written out (Eqs. 14, 13, 12 at every step, the masked loss, backward,
+#   clipping, AdamW) is the engine's step bit for bit; greedy decoding written out writes `generate_reports`'s
+#   words and attention maps bit for bit.
 # - With the image model frozen, the decoder learns the reports' structure and wording within a few epochs (the
 #   live run beside the references' curves); the free-running scores, not the teacher-forced loss, are the
 #   measure, read like for like beside the references' own agreement and with a clinical score.
+# - Inside the reference MDNet while it writes (the gates recomputed and checked against the cell's own state): a
+#   few cell-state units keep count of how far the report has got, and the context vector is large, its attention
+#   spread out, when a grade is written.
 
 # %% [markdown]
 # ## Exercises
@@ -521,47 +863,97 @@ check_report_log_likelihood(report_log_likelihood)
 
 
 # %% [markdown]
-# ### Exercise B · Eq. (13): the context vector
+# ### Exercise B · Eqs. (12)-(14) together: one step of the decoder
 #
-# Write `context_vector(alpha, features)`: Eq. (13), $z = \sum_i \alpha_i C_i$, where the $N = HW$ positions $i$ of the
-# feature maps `(B, K, H, W)` are numbered row by row (as `features.flatten(2)` does) and `alpha` is `(B, N)`;
-# return `(B, K)`.
+# Write `decoder_step(decoder, prev_tokens, state, features, cam)`: one step of MDNet's decoder, from its layers,
+# as `decoder.step` computes it. The check hands you small random `ReportDecoder`s with `CamAttention`, in eval mode,
+# and refuses calls to `decoder.step` and `decoder.attention`. `prev_tokens` `(B,)` are the words $x_{t-1}$, `state`
+# is $(h_{t-1}, c_{t-1})$, `features` `(B, N, D)` are $C(I)$ and `cam` `(B, N)` the raw CAM. Put together
+# Eq. (14) (with `decoder.attention.W_h`, `decoder.attention.W_att` and the CAM standardised as in section 4),
+# Eq. (13), Eq. (12) (`decoder.lstm`, fed $[E x_{t-1}; z_t]$) and the scores of $x_t$ (`decoder.out`), and return
+# `(logits, (h_t, c_t), alpha)` with `alpha` the $a_t$ that $z_t$ was read with.
 
 # %% tags=["solution"]
 # Solution (the student edition has a stub here)
-def context_vector(alpha, features):
-    """Eq. (13): z = sum_i alpha_i C_i over the N = H W positions, row by row."""
-    return torch.einsum("bn,bkn->bk", alpha, features.flatten(2))
+def decoder_step(decoder, prev_tokens, state, features, cam):
+    """Eqs. (12)-(14), one step: (logits of x_t, (h_t, c_t), a_t) from x_{t-1}, (h_{t-1}, c_{t-1}), C(I), the CAM."""
+    h, cell = state
+    att = decoder.attention
+    c = (cam - cam.mean(dim=1, keepdim=True)) / torch.sqrt(cam.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
+    alpha = torch.softmax(att.W_att(torch.tanh(att.W_h(h) + c)), dim=-1)          # Eq. (14), from h_{t-1}
+    z = (alpha.unsqueeze(1) @ features).squeeze(1)                                 # Eq. (13)
+    h, cell = decoder.lstm(torch.cat([decoder.embedding(prev_tokens), z], dim=-1), (h, cell))   # Eq. (12)
+    return decoder.out(h), (h, cell), alpha
 
 
 # %% tags=["check"]
 # NBVAL_CHECK_OUTPUT
-from mdnet_utils.exercises import check_context
+from mdnet_utils.exercises import check_decoder_step
 
-check_context(context_vector)
+check_decoder_step(decoder_step)
 
 
 # %% [markdown]
-# ### Exercise C · Eq. (14): MDNet's attention
+# ### Exercise C · Beam search with backpointers
 #
-# Write `cam_attention(h, cam, W_h, W_att)`: Eq. (14) as this course implements it,
-# $\alpha = \mathrm{softmax}(W_{att} \tanh(W_h h + c))$, with `W_h` and `W_att` the `nn.Linear` layers given and $c$ the
-# class activation map `cam` `(B, N)` *standardised* per image (zero mean, unit standard deviation over the positions,
-# population variance, `1e-5` added to the variance): section 4 explains why. Return `(B, N)`.
+# Write `beam_search_reports(decoder, features, cam, beam_size, max_len)` for a batch of B images; return
+# `(tokens, scores)`: per image the token ids of its best report, without `<bos>` and `<eos>`, and its score, the
+# sum of the log-probabilities of its tokens (`<eos>` included). The check compares with the package's
+# `beam_search` (`length_penalty` 0) on small random decoders, so follow its rules:
+#
+# - each image keeps `beam_size` partial reports (beams), each with its score, its words and its LSTM state; at the
+#   first step only one beam is live (the others start at $-\infty$), and all are fed `<bos>`;
+# - at every step (`decoder.step`) each beam is extended by every word, its score plus the `log_softmax` of the
+#   step's logits (`<pad>` and `<bos>` at $-\infty$: never written); an image ranks its own `beam_size` × V
+#   extensions;
+# - among an image's top `beam_size` extensions, one that writes `<eos>` is a finished report (keep the image's
+#   best finished one); its best `beam_size` extensions that are not `<eos>` are the next beams, and each continues
+#   the words and the state $(h, c)$ of the beam it extends: its **backpointer**;
+# - after `max_len` steps an image's answer is its best finished report or, if none finished, its best live beam.
+#
+# Lay the beams out as `B * beam_size` rows (image b's beams in rows `b * beam_size` to
+# `b * beam_size + beam_size - 1`, with `repeat_interleave`), so that one call of `decoder.step` advances them all.
 
 # %% tags=["solution"]
 # Solution (the student edition has a stub here)
-def cam_attention(h, cam, W_h, W_att):
-    """Eq. (14): alpha = softmax(W_att tanh(W_h h + c)), c the CAM standardised per image."""
-    c = (cam - cam.mean(dim=1, keepdim=True)) / torch.sqrt(cam.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
-    return torch.softmax(W_att(torch.tanh(W_h(h) + c)), dim=-1)
+def beam_search_reports(decoder, features, cam, beam_size, max_len):
+    """Beam search over a batch of images: per image the best report's words and its summed log-probability."""
+    B, k, V, eos = features.shape[0], beam_size, decoder.vocab_size, decoder.eos_id
+    features, cam = features.repeat_interleave(k, 0), cam.repeat_interleave(k, 0)   # image b: rows b*k .. b*k+k-1
+    state = decoder.init_state(features)
+    scores = torch.full((B, k), float("-inf"))
+    scores[:, 0] = 0.0                                                 # one live beam at the start
+    prev = torch.full((B * k,), decoder.bos_id)
+    words = [[] for _ in range(B * k)]
+    best = [None] * B                                                  # (score, words) of each image's best finished
+    for t in range(max_len):
+        logits, state, _ = decoder.step(prev, state, features, cam)
+        logp = logits.log_softmax(dim=-1)
+        logp[:, [decoder.pad_id, decoder.bos_id]] = float("-inf")
+        cand = (scores.unsqueeze(-1) + logp.view(B, k, V)).view(B, k * V)   # each image's k * V extensions
+        top_s, top_i = cand.topk(k, dim=1)
+        for b in range(B):
+            for s, i in zip(top_s[b].tolist(), top_i[b].tolist()):
+                if i % V == eos and (best[b] is None or s > best[b][0]):
+                    best[b] = (s, words[b * k + i // V])
+        cand.view(B, k, V)[:, :, eos] = float("-inf")                 # a finished report is no beam
+        scores, idx = cand.topk(k, dim=1)
+        rows = (torch.arange(B).unsqueeze(1) * k + idx // V).view(-1)  # the backpointers, as rows
+        prev = (idx % V).view(-1)
+        state = (state[0][rows], state[1][rows])
+        words = [words[r] + [w] for r, w in zip(rows.tolist(), prev.tolist())]
+    for b in range(B):
+        if best[b] is None:                                            # nothing finished: the best live beam
+            j = int(scores[b].argmax())
+            best[b] = (scores[b, j].item(), words[b * k + j])
+    return [hyp[1] for hyp in best], torch.tensor([hyp[0] for hyp in best])
 
 
 # %% tags=["check"]
 # NBVAL_CHECK_OUTPUT
-from mdnet_utils.exercises import check_cam_attention
+from mdnet_utils.exercises import check_beam_search
 
-check_cam_attention(cam_attention)
+check_beam_search(beam_search_reports)
 
 # %% [markdown] tags=["questionnaire"]
 # ## Questionnaire
@@ -597,6 +989,14 @@ check_cam_attention(cam_attention)
 #    <details><summary>Answer</summary>
 #
 #    No: it finds more likely reports, which need not be closer to the references; measure it, as section 6 does.
+#
+#    </details>
+#
+# 5. In beam search, why must each new beam take over the LSTM state of the beam it extends (its backpointer)?
+#
+#    <details><summary>Answer</summary>
+#
+#    Its next word's probabilities depend on the words before it only through that state; with another beam's state the score would belong to one sequence and the words to another.
 #
 #    </details>
 

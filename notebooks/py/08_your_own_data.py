@@ -38,7 +38,7 @@
 # through the command line.
 #
 # ### Runtime
-# On a 2-core laptop CPU: **~5.5 min** in full mode, most of it the 20 training epochs of section 2 (their total is printed there,
+# On a 2-core laptop CPU: **~4.5 min** in full mode, most of it the 20 training epochs of section 2 (their total is printed there,
 # in seconds on this machine), **~1.5 min** in fast mode (`MDNET_FAST=1`, for tests only). Measured by `make run` and
 # `make runtimes` (`notebooks/runtimes.json`).
 
@@ -318,32 +318,7 @@ print(compare.to_string(float_format="{:.4f}".format))
 #    What does it report?
 
 # %% [markdown]
-# ### Exercise A · One entry of annotation.json
-#
-# Write `annotation_entry(case_id, image_files, reports, label)`: one entry of the layout of section 1 for a case with
-# images `image_files` (paths under `images/`), a list of reference reports and a `label` (one of `CLASSES`, or
-# `None` when you have none). The check writes your entries into a fresh data set and reads them back with
-# `ReportDataset`: the loader's own error message tells you what it refused.
-
-# %% tags=["solution"]
-# Solution (the student edition has a stub here)
-def annotation_entry(case_id, image_files, reports, label):
-    """An R2Gen-style entry: id, image paths, the first report, all reports, the label if there is one."""
-    entry = {"id": case_id, "image_path": list(image_files), "report": reports[0], "reports": list(reports)}
-    if label is not None:
-        entry["label"] = label
-    return entry
-
-
-# %% tags=["check"]
-# NBVAL_CHECK_OUTPUT
-from mdnet_utils.exercises import check_annotation_entry
-
-check_annotation_entry(annotation_entry)
-
-
-# %% [markdown]
-# ### Exercise B · A split by patient
+# ### Exercise A · A split by patient
 #
 # Write `patient_split(patients, seed)`: given the patient of every tile (a list of strings, one per tile), return
 # one of `"train"`, `"val"`, `"test"` per tile so that every patient's tiles are in one split, about 70/15/15 of the
@@ -369,6 +344,33 @@ def patient_split(patients, seed):
 from mdnet_utils.exercises import check_patient_split
 
 check_patient_split(patient_split)
+
+# %% [markdown]
+# ### Exercise B · Each process's share of an epoch
+#
+# Section 2 resumes exactly and section 5 trains on two processes with the same global batch as one, because the
+# order of an epoch's cases is never drawn from the global random stream. Write `process_share(n, seed, epoch,
+# world, rank)`: the indices of the `n` training cases that process `rank` of `world` trains on in epoch `epoch`,
+# in order, as the engine draws them: shuffle `range(n)` with a `torch.Generator` seeded with `seed + epoch`
+# (`torch.randperm`); with several processes, every process takes the same number of cases (they step together)
+# and the k-th batches of all processes together must be the k-th batch one process would take. The check
+# compares with the engine's `DistributedSampler` and says which of these properties your order breaks.
+
+# %% tags=["solution"]
+# Solution (the student edition has a stub here)
+def process_share(n, seed, epoch, world, rank):
+    """Process rank's cases of epoch epoch: positions rank, rank + world, ... of a seeded shuffle, tail dropped."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    if world > 1:
+        order = order[:n // world * world]         # every process the same number of cases
+    return order[rank::world]
+
+
+# %% tags=["check"]
+# NBVAL_CHECK_OUTPUT
+from mdnet_utils.exercises import check_process_share
+
+check_process_share(process_share)
 
 # %% [markdown] tags=["questionnaire"]
 # ## Questionnaire

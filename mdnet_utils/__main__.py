@@ -19,6 +19,7 @@
               reference [NAME ...] [--seeds K] [--list] [--check] [--out DIR]
     site      the course as static HTML (index.html + every notebook, MathJax bundled):  site [--out DIR]
     student   the student edition (solutions replaced by stubs, outputs cleared):        student [--out DIR]
+    zh        the Chinese edition, its student edition, its translations:  zh [build|student|sync|check] [NN ...]
 
 Every command takes -v (debug messages), -q (warnings only, no progress bars) and --debug (a traceback
 instead of the one-line error). ``train --config FILE`` reads a JSON or YAML file {"model": {...},
@@ -234,6 +235,11 @@ def _cmd_student(args: argparse.Namespace) -> None:
           "(their checks are in mdnet_utils.exercises)")
 
 
+def _cmd_zh(args: argparse.Namespace) -> None:
+    from mdnet_utils.course.zh import zh_command
+    zh_command(args.what, out=args.out, force=args.force)
+
+
 BENCHMARK_NAMES = ("data", "resnet", "train", "data-path")  # bench.BENCHMARKS, without importing it for --help
 MODEL_NAMES = ("mdnet", "resnet-sat")                       # models.config.MODEL_PRESETS, likewise
 
@@ -339,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("student", "write the student edition: solutions replaced by stubs, outputs cleared", _cmd_student)
     p.add_argument("--out", default="student", help="folder to write (default %(default)s); an edition written "
                                                     "before is replaced, another non-empty folder refused")
+    p.add_argument("--force", action="store_true", help="replace --out even if this command did not write it")
+    p = command("zh", "the Chinese edition: build it, its student edition, or sync or check its translations", _cmd_zh)
+    p.add_argument("what", nargs="*", metavar="ACTION NN", help="build (default), student, sync or check; notebooks")
+    p.add_argument("--out", help="folder to write (default build/zh, or student-zh), replaced whole (as site's)")
     p.add_argument("--force", action="store_true", help="replace --out even if this command did not write it")
     return parser
 

@@ -20,6 +20,7 @@ from matplotlib.path import Path  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from mdnet_utils import diagrams  # noqa: E402
+from mdnet_utils.diagrams import heads  # noqa: E402
 from mdnet_utils.models import ModelConfig, build_model, ecnet, feature_grid, literal_ecnet, mdnet  # noqa: E402
 
 torch.set_num_threads(1)
@@ -162,14 +163,83 @@ def test_unrolled_paths_refuses_what_it_cannot_draw(bad):
         diagrams.unrolled_paths(bad)
 
 
-def test_ensemble_heads_draws_one_classifier_shared_and_one_per_member_of_the_decoupled_resnet(figures):
-    model = build_model(ModelConfig(backbone="resnet", depth=32, width=1, head="decoupled"))
-    width, classes = model.head.member_channels[0], model.head.classifiers[0].out_features
-    labels = all_texts(figures["ensemble_heads"])
-    per_member = [s for s in labels if re.fullmatch(rf"\$w\^c_\{{\d+\}}\$: {width}→{classes}", s)]
-    assert len(per_member) == len(model.member_names) == 6                  # h_10, F_10, ..., F_14
-    assert labels.count(f"$w^c$: {width}→{classes}") == 1                   # Eq. (8): one for all
-    assert "$h_{10}$" in labels and "$\\mathcal{F}_{14}$" in labels
+def heads_panels(fig: Figure) -> dict[str, dict]:
+    """``ensemble_heads``' three panels: "eq8" (top left), "eq9" (top right), "variant" (under the dashed line, gid
+    "divider"); each as {"kinds": the kind (gid) of every box and node, "boxes": (kind, extent in inches) of each,
+    "texts": its labels}. ``fig`` must have been rendered."""
+    ax = fig.axes[0]
+    dividers = [line for line in ax.lines if line.get_gid() == "divider"]
+    assert len(dividers) == 1, "the variant is set apart by one dashed line"
+    cut = dividers[0].get_ydata()[0]
+
+    def panel(x, y):
+        return "variant" if y < cut else "eq8" if x < 6 else "eq9"
+
+    panels = {name: {"kinds": [], "boxes": [], "texts": []} for name in ("eq8", "eq9", "variant")}
+    to_data = ax.transData.inverted()
+    for patch in (p for p in ax.patches if p.get_gid() in diagrams.COLOURS):
+        box = patch.get_extents().transformed(to_data)
+        where = panels[panel((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)]
+        where["kinds"].append(patch.get_gid())
+        where["boxes"].append((patch.get_gid(), box))
+    for t in (t for t in ax.texts if t.get_text().strip()):
+        panels[panel(*t.get_position())]["texts"].append(t.get_text())
+    return panels
+
+
+@pytest.mark.parametrize("depth", [32, 20])
+def test_ensemble_heads_draws_eq8_eq9_exactly_and_the_variant_as_the_built_models_have_them(figures, depth):
+    fig = figures["ensemble_heads"] if depth == 32 else diagrams.ensemble_heads(depth)
+    if depth != 32:
+        rendered(fig)
+    eq9, variant = (build_model(ModelConfig(backbone="resnet", depth=depth, width=1, head=h)) for h in ("eq9",
+                                                                                                        "decoupled"))
+    assert eq9.norm == "shared" and variant.norm == "per-member" and len(variant.norms) == len(variant.member_names)
+    members = len(eq9.member_names)
+    width, classes = eq9.head.member_channels[0], eq9.head.classifiers[0].out_features
+    panels = heads_panels(fig)
+    per_member = rf"\$w\^c_\{{\d+\}}\$: {width}→{classes}"
+    # Eq. (8): the members summed, one BN-ReLU, one shared classifier
+    eq8 = panels["eq8"]
+    assert eq8["kinds"].count("norm") == 1 and eq8["kinds"].count("classifier") == 1
+    assert eq8["texts"].count(f"$w^c$: {width}→{classes}") == 1 and eq8["kinds"].count("tensor") == members + 1
+    # Eq. (9) exactly: ONE BN-ReLU box, spanning every member's row, fed by the sum y_L; a classifier per member
+    eq9_panel = panels["eq9"]
+    assert eq9_panel["kinds"].count("norm") == 1, "Eq. (9) exactly normalises the members with ONE BN-ReLU"
+    (_, bn), = [b for b in eq9_panel["boxes"] if b[0] == "norm"]
+    rows = [box for kind, box in eq9_panel["boxes"] if kind == "tensor" and box.x1 < bn.x0]   # left of it: members
+    assert len(rows) == members and all(bn.y0 < box.y0 and box.y1 < bn.y1 for box in rows)
+    assert eq9_panel["kinds"].count("sum") == 2                           # y_L (the statistics) and the scores
+    assert "$a$, $s$, $g$" in eq9_panel["texts"] and any("set by the sum $y_L$" in t for t in eq9_panel["texts"])
+    assert eq9_panel["kinds"].count("classifier") == members
+    assert sum(bool(re.fullmatch(per_member, t)) for t in eq9_panel["texts"]) == members
+    # the variant, set apart and named as not Eq. (9): one BN-ReLU per member, a classifier per member
+    var = panels["variant"]
+    assert var["kinds"].count("norm") == len(variant.norms) == members
+    assert [t for t in var["texts"] if t.startswith("BN-ReLU$")] == [f"BN-ReLU$_{{{m}}}$" for m in
+                                                                      range(1, members + 1)]
+    assert var["kinds"].count("classifier") == members and var["kinds"].count("sum") == 1
+    assert sum(bool(re.fullmatch(per_member, t)) for t in var["texts"]) == members
+    assert any(t.startswith("Not Eq. (9)") for t in var["texts"])
+    assert not any("Eq. (9)" in t and "Not" not in t and "not" not in t for t in var["texts"])
+    labels = all_texts(fig)
+    first, last = eq9.member_names[0][2:], eq9.member_names[-1][2:]
+    assert f"$h_{{{first}}}$" in labels and f"$\\mathcal{{F}}_{{{last}}}$" in labels
+    if depth != 32:
+        assert layout_faults(fig) == []
+        fig.clear()
+
+
+def test_the_eq9_panel_is_read_from_the_model_so_a_per_member_eq9_would_show(monkeypatch):
+    """The check above can fail: were head "eq9" to build the per-member variant, its panel would draw a BN-ReLU
+    per member (the diagram draws what the model does, not a fixed picture)."""
+    real = heads.build_model
+    monkeypatch.setattr(heads, "build_model", lambda cfg: real(cfg.replace(head="decoupled") if cfg.head == "eq9"
+                                                               else cfg))
+    fig = diagrams.ensemble_heads()
+    rendered(fig)
+    assert heads_panels(fig)["eq9"]["kinds"].count("norm") == 6
+    fig.clear()
 
 
 @pytest.mark.parametrize("variant, stage, depth, width", [

@@ -5,6 +5,7 @@ the build itself and the offline check run everywhere.
 """
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import nbformat
 import pytest
 
 from mdnet_utils.course.notebook import notebook_paths
-from mdnet_utils.course.site import build_site, covered, describe, equations
+from mdnet_utils.course.site import build_site, covered, describe, equations, language_switch, localise
+from mdnet_utils.course.translation import completeness_problems
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -53,7 +55,7 @@ def test_the_series_map_and_the_readme_course_map_name_the_same_equations():
         assert describe(nbformat.read(path, as_version=4))["equations"] == numbers, path.name
 
 
-@pytest.mark.slow  # the site fixture: the build takes 4-5 s
+@pytest.mark.slow  # the site fixture: the build takes 5-10 s (both languages)
 def test_every_page_is_offline_and_the_index_links_every_notebook(site):
     pages = sorted(site.glob("*.html"))
     assert {p.name for p in pages} == {"index.html"} | {f"{p.stem}.html" for p in notebook_paths()}
@@ -125,3 +127,89 @@ def test_the_pages_render_in_chromium(site):
     assert not missing, f"files the pages asked for but the site lacks: {missing}"
     assert not re.findall(r"https?://", " ".join(failed)), f"requests to the network: {failed}"
     assert time.perf_counter() - start < 60
+
+
+# --- the Chinese edition: a language switch on every page, a Chinese series map, pages a CJK font draws ---------
+def test_a_page_gets_its_language_the_switch_and_links_to_notebook_pages():
+    page = ('<html lang="en"><head></head><body class="jp-Notebook"><a href="01_resnet.ipynb#2.-x">01</a>'
+            '<a href="https://x.org/a.ipynb">x</a></body></html>')
+    zh = localise(page, "zh", "00_the_data.html", ("en", "zh"), pending=3)
+    assert zh.startswith('<html lang="zh-CN">') and "Noto Sans CJK SC" in zh
+    assert '<a href="../00_the_data.html" hreflang="en" lang="en">English</a>' in zh
+    assert '<span aria-current="page">中文</span>' in zh and "3 个 markdown 单元格尚未翻译" in zh
+    assert 'href="01_resnet.html#2.-x"' in zh and 'href="https://x.org/a.ipynb"' in zh
+    en = localise(page, "en", "00_the_data.html", ("en", "zh"))
+    assert '<a href="zh/00_the_data.html" hreflang="zh-CN" lang="zh-CN">中文</a>' in en and "CJK" not in en
+    assert "mdnet-pending\">" not in en
+    assert language_switch("en", "index.html", ("en",)) == \
+        '<nav class="mdnet-lang" aria-label="language / 语言"><span aria-current="page">English</span></nav>'
+
+
+@pytest.mark.slow  # the site fixture
+def test_every_page_switches_to_the_same_page_in_the_other_language_and_the_chinese_map_lists_every_notebook(site):
+    names = ["index.html"] + [f"{p.stem}.html" for p in notebook_paths()]
+    assert sorted(p.name for p in (site / "zh").glob("*.html")) == sorted(names)
+    for name in names:
+        en, zh = (site / name).read_text(encoding="utf-8"), (site / "zh" / name).read_text(encoding="utf-8")
+        assert f'<a href="zh/{name}" hreflang="zh-CN" lang="zh-CN">中文</a>' in en, name
+        assert f'<a href="../{name}" hreflang="en" lang="en">English</a>' in zh, name
+        assert '<html lang="zh-CN">' in zh and '<script src="http' not in zh, name
+        assert 'src="../mathjax/MathJax.js' in zh, name
+    index = (site / "zh" / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r'<h2><a href="([^"]+)">', index) == names[1:]
+    assert "你将学到" in index and "MDNet 循序渐进" in index
+    for path in notebook_paths():
+        page = (site / "zh" / f"{path.stem}.html").read_text(encoding="utf-8")
+        assert ('<p class="mdnet-pending">' in page) == bool(completeness_problems(path)), path.name
+    assert "00 · 数据" in (site / "zh" / "00_the_data.html").read_text(encoding="utf-8")
+
+
+def _cjk_font_families() -> set[str]:
+    """The font families fontconfig says cover Chinese (what Chromium falls back to for Han characters)."""
+    try:
+        out = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {name.strip() for line in out.splitlines() for name in line.split(",") if name.strip()}
+
+
+@pytest.mark.browser
+def test_a_chinese_page_is_drawn_in_a_cjk_font_and_its_switch_leads_to_the_english_page(site):
+    """Chromium reports, per element, the fonts it drew its text with and how many glyphs each (DevTools'
+    CSS.getPlatformFontsForNode): every Han character of the title and of the first paragraph must come from a
+    font that covers Chinese, not from a font that would draw it as an empty box."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium): apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    families = _cjk_font_families()
+    if not families:
+        pytest.skip("no CJK font (fc-list :lang=zh is empty): apt-get install fonts-noto-cjk (or fonts-wqy-zenhei)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto((site / "zh" / "00_the_data.html").as_uri(), wait_until="load")
+        assert page.locator("html").get_attribute("lang") == "zh-CN"
+        page.wait_for_function("window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0"
+                               " && MathJax.Hub.queue.running === 0", timeout=20_000)   # ../mathjax/ is found
+        assert page.locator(".MathJax").count() > 0 and not page.locator(".MathJax_Error, .merror").count()
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("DOM.enable")
+        cdp.send("CSS.enable")
+        root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+        for selector in ("h1", ".jp-RenderedMarkdown p"):
+            own_text = page.eval_on_selector(selector, "e => Array.from(e.childNodes).filter(n => n.nodeType === 3)"
+                                                       ".map(n => n.textContent).join('')")
+            han = len(re.findall(r"[\u4e00-\u9fff]", own_text))
+            assert han > 5, f"{selector}: {own_text!r} is not Chinese"
+            node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+            fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+            drawn = sum(f["glyphCount"] for f in fonts if f["familyName"] in families)
+            assert drawn >= han, f"{selector}: {han} Han characters, {drawn} glyphs from a CJK font ({fonts})"
+        page.click("nav.mdnet-lang a[hreflang=en]")
+        page.wait_for_load_state("load")
+        assert page.url == (site / "00_the_data.html").as_uri()
+        assert page.locator("html").get_attribute("lang") == "en"
+        page.click("nav.mdnet-lang a[hreflang=zh-CN]")
+        page.wait_for_load_state("load")
+        assert page.url == (site / "zh" / "00_the_data.html").as_uri()
+        browser.close()

@@ -18,7 +18,8 @@ from pathlib import Path
 from mdnet_utils import config
 
 SOLUTION, STUB, CHECK, QUESTIONNAIRE = "solution", "stub", "check", "questionnaire"
-EXERCISE_HEADING = re.compile(r"^###\s+Exercise\s+([A-Z])\s*·\s*(.+)$", re.M)
+# "Exercise", or the Chinese edition's "练习" (notebooks/zh/glossary.yml; tests/test_zh.py holds the two equal)
+EXERCISE_HEADING = re.compile(r"^###\s+(?:Exercise|练习)\s+([A-Z])\s*·\s*(.+)$", re.M)
 
 
 def notebook_paths(folder: str | os.PathLike | None = None) -> list[Path]:

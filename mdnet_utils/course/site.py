@@ -1,11 +1,17 @@
-"""The course as a static web site (``make site``): a series map plus every notebook as HTML.
+"""The course as a static web site (``make site``): a series map plus every notebook as HTML, in English and
+in Chinese.
 
 ``build_site`` renders each committed notebook with its outputs (nbconvert's HTMLExporter) and
 writes ``index.html``, a map of the series: per notebook its title, what it teaches (the "What
 you will learn" bullets), the equations it covers (its "Equations covered:" line, which the README's
-course map repeats) and its runtime. Equations are typeset by a
-copy of MathJax 2.7 from the ``jupyter-server-mathjax`` package under ``mathjax/``: the site
-works offline and loads no script from the network. The folder is written next to ``out`` and
+course map repeats) and its runtime. ``zh/`` holds the same pages and map for the Chinese edition
+(``translation.translated_notebook``: the same code cells and outputs, the markdown in Chinese; a cell not
+translated yet stays English and its page says so). Every page carries a language switch (English / 中文) to
+the same page in the other language; a Chinese page declares ``lang="zh-CN"`` (so the browser picks the
+simplified-Chinese glyphs) and lists CJK fonts. Links between notebooks (``NN_slug.ipynb``) point to the page of
+the same language. Equations are typeset by a
+copy of MathJax 2.7 from the ``jupyter-server-mathjax`` package under ``mathjax/`` (one copy, both languages): the
+site works offline and loads no script from the network. The folder is written next to ``out`` and
 renamed into place, so ``out`` is either the old site or the complete new one.
 """
 from __future__ import annotations
@@ -20,7 +26,9 @@ import nbformat
 from nbconvert import HTMLExporter
 from nbconvert.filters.markdown import markdown2html
 
+from mdnet_utils.course.fidelity import read_glossary
 from mdnet_utils.course.notebook import cell_text, notebook_paths, opening
+from mdnet_utils.course.translation import current_translations, translated_notebook
 from mdnet_utils.io import write_owned_folder
 
 # The MathJax config: the package ships MathJax 2.7's combined TeX-AMS-MML_HTMLorMML-full config
@@ -101,18 +109,21 @@ def _ranges(numbers: list[int]) -> str:
     return ", ".join(out)
 
 
-def describe(nb) -> dict:
-    """A notebook's entry in the series map, read from its fixed opening (see ``check_structure``)."""
+def describe(nb, headings: dict[str, str] | None = None) -> dict:
+    """A notebook's entry in the series map, read from its fixed opening (see ``check_structure``); ``headings``
+    maps the fixed headings to those of a translation (the glossary's, for the Chinese edition)."""
     cells = nb["cells"]
     text = opening(nb)
+    heading = (headings or {}).get
     title = cell_text(cells[0]).splitlines()[0].lstrip("#").strip() if cells else ""
-    learn = _section(text, "What you will learn")
+    learn = _section(text, heading("What you will learn", "What you will learn"))
     bullets = [re.sub(r"^[-*]\s+", "", line).strip() for line in learn.splitlines() if re.match(r"\s*[-*]\s", line)]
     # The equations it covers: its own line "Equations covered: (a)–(b), ..." (README's course map says the
     # same, and a test holds the two together); without one, what its "What you will learn" names.
     declared = re.search(r"Equations covered:(.*)", text)
     eqs = covered(declared.group(1)) if declared else equations(learn)
-    return {"title": title, "learn": bullets, "equations": eqs, "runtime": _section(text, "Runtime")}
+    runtime = _section(text, heading("Runtime", "Runtime"))
+    return {"title": title, "learn": bullets, "equations": eqs, "runtime": runtime}
 
 
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -131,22 +142,78 @@ def offline(nb):
     return nb
 
 
-def _index(entries: list[dict]) -> str:
+LANGUAGES = {  # the label of each language in the switch, and the words of its series map
+    "en": {"name": "English", "html": "en", "title": "MDNet, step by step", "learn": "What you will learn",
+           "equations": "Equations:", "eqs": "Eqs. ", "none": "none of the paper's numbered equations",
+           "runtime": "Runtime:", "pending": "",
+           "intro": "The series map: {n} notebooks, read in order, each rendered with its outputs. Equation numbers "
+                    "are those of the MDNet paper."},
+    "zh": {"name": "中文", "html": "zh-CN", "title": "MDNet 循序渐进", "learn": "你将学到", "equations": "公式：",
+           "eqs": "", "none": "不涉及论文中编号的公式", "runtime": "运行时间：",
+           "pending": "本页有 {n} 个 markdown 单元格尚未翻译，暂以英文显示。",
+           "intro": "系列地图：共 {n} 个笔记本，请按顺序阅读，每个都连同其输出一并呈现。公式编号即 MDNet 论文中的编号。"},
+}
+# A Chinese page lists CJK fonts after the notebook's own: the browser takes each character from the first font
+# that has it (Noto CJK and WenQuanYi are Debian's packages; the others those of macOS and Windows).
+_CJK_FONTS = '"Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "PingFang SC", "Microsoft YaHei"'
+_SWITCH_CSS = """<style>
+nav.mdnet-lang { position: fixed; top: .4rem; right: .8rem; z-index: 1000; background: #fff; border: 1px solid #bbb;
+  border-radius: 4px; padding: .15rem .55rem; font: 14px system-ui, sans-serif; }
+nav.mdnet-lang a { text-decoration: none; } nav.mdnet-lang span { font-weight: 600; }
+p.mdnet-pending { background: #fff6d5; padding: .4rem .8rem; }
+</style>"""
+_ZH_CSS = f"""<style>
+:root {{ --jp-content-font-family: system-ui, -apple-system, "Segoe UI", {_CJK_FONTS}, sans-serif;
+  --jp-ui-font-family: system-ui, -apple-system, "Segoe UI", {_CJK_FONTS}, sans-serif; }}
+body {{ font-family: system-ui, -apple-system, "Segoe UI", {_CJK_FONTS}, sans-serif; }}
+</style>"""
+_NB_LINK = re.compile(r'href="(\d\d_[\w-]+)\.ipynb(#[^"]*)?"')
+
+
+def language_switch(lang: str, href: str, languages) -> str:
+    """The switch at the top of a page: the other languages' version of ``href`` (one folder per language but
+    English, which sits at the top), the current one named but not linked."""
+    items = []
+    for other in languages:
+        name = html.escape(LANGUAGES[other]["name"])
+        if other == lang:
+            items.append(f'<span aria-current="page">{name}</span>')
+        else:
+            target = ("../" if lang != "en" else "") + ("" if other == "en" else f"{other}/") + href
+            code = LANGUAGES[other]["html"]
+            items.append(f'<a href="{html.escape(target)}" hreflang="{code}" lang="{code}">{name}</a>')
+    return f'<nav class="mdnet-lang" aria-label="language / 语言">{" · ".join(items)}</nav>'
+
+
+def localise(page: str, lang: str, href: str, languages, pending: int = 0) -> str:
+    """A rendered page in ``lang``: its ``lang`` attribute, the language switch, CJK fonts for Chinese, links to
+    other notebooks pointing to their pages, and a note when some of its cells are not translated yet."""
+    page = re.sub(r"<html[^>]*>", f'<html lang="{LANGUAGES[lang]["html"]}">', page, count=1)
+    style = _SWITCH_CSS + (_ZH_CSS if lang == "zh" else "")
+    page = page.replace("</head>", style + "\n</head>", 1)
+    note = f'<p class="mdnet-pending">{LANGUAGES[lang]["pending"].format(n=pending)}</p>' if pending else ""
+    page = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + language_switch(lang, href, languages) + note, page, count=1)
+    return _NB_LINK.sub(lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', page)
+
+
+def _index(entries: list[dict], lang: str = "en", mathjax: str = MATHJAX_URL) -> str:
+    words = LANGUAGES[lang]
     items = []
     for e in entries:
         learn = "".join(f"<li>{markdown2html(b).strip().removeprefix('<p>').removesuffix('</p>')}</li>"
                         for b in e["learn"])
-        eqs = f"Eqs. {_ranges(e['equations'])}" if e["equations"] else "none of the paper's numbered equations"
+        eqs = f"{words['eqs']}{_ranges(e['equations'])}" if e["equations"] else words["none"]
+        pending = f'<p class="mdnet-pending">{words["pending"].format(n=e["pending"])}</p>' if e.get("pending") else ""
         items.append(f"""
 <section class="nb">
-  <h2><a href="{html.escape(e['href'])}">{html.escape(e['title'])}</a></h2>
-  <h3>What you will learn</h3><ul>{learn}</ul>
-  <p class="eqs"><strong>Equations:</strong> {html.escape(eqs)}</p>
-  <div class="runtime"><strong>Runtime:</strong> {markdown2html(e['runtime'])}</div>
+  <h2><a href="{html.escape(e['href'])}">{html.escape(e['title'])}</a></h2>{pending}
+  <h3>{words['learn']}</h3><ul>{learn}</ul>
+  <p class="eqs"><strong>{words['equations']}</strong> {html.escape(eqs)}</p>
+  <div class="runtime"><strong>{words['runtime']}</strong> {markdown2html(e['runtime'])}</div>
 </section>""")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>MDNet, step by step</title>
+<title>{words['title']}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; }}
 section.nb {{ border-top: 1px solid #ccc; padding: .5rem 0 1rem; }}
@@ -156,37 +223,54 @@ h2 a {{ text-decoration: none; }} h3 {{ font-size: 1rem; margin-bottom: .2rem; }
 <script type="text/x-mathjax-config">
 MathJax.Hub.Config({{tex2jax: {{inlineMath: [['$','$'], ['\\\\(','\\\\)']], processEscapes: true}}, messageStyle: "none"}});
 </script>
-<script src="{MATHJAX_URL}"></script>
+<script src="{mathjax}"></script>
 </head><body>
-<h1>MDNet, step by step</h1>
-<p>The series map: {len(entries)} notebooks, read in order, each rendered with its outputs.
-Equation numbers are those of the MDNet paper.</p>
+<h1>{words['title']}</h1>
+<p>{words['intro'].format(n=len(entries))}</p>
 {''.join(items)}
 </body></html>
 """
 
 
-def build_site(out="build/site", notebooks=None, *, force: bool = False) -> Path:
+def _render(folder: Path, paths: list[Path], lang: str, languages) -> None:
+    """The pages and the series map of one language into ``folder``."""
+    up = "" if lang == "en" else "../"
+    exporter = HTMLExporter(mathjax_url=up + MATHJAX_URL)
+    headings = read_glossary(paths[0].parent / "zh" / "glossary.yml")["headings"] if lang == "zh" else None
+    entries = []
+    for path in paths:
+        english = nbformat.read(path, as_version=4)
+        nb, left = translated_notebook(english, current_translations(path)) if lang == "zh" else (english, [])
+        described, own = describe(english), describe(nb, headings)  # a section not translated yet: the English
+        entry = {**described, **{k: v for k, v in own.items() if v and k != "equations"},
+                 "href": f"{path.stem}.html", "pending": len(left)}
+        body, _ = exporter.from_notebook_node(offline(nb), resources={"metadata": {"name": entry["title"]}})
+        body = _EXTERNAL_SCRIPT.sub("", body)  # require.js: only widgets and JavaScript outputs use it
+        if re.search(r'<script[^>]*\bsrc="https?:', body):
+            raise OSError(f"{path.name}: the rendered page still loads a script from the network.")
+        (folder / entry["href"]).write_text(localise(body, lang, entry["href"], languages, len(left)), encoding="utf-8")
+        entries.append(entry)
+    index = localise(_index(entries, lang, up + MATHJAX_URL), lang, "index.html", languages)
+    (folder / "index.html").write_text(index, encoding="utf-8")
+
+
+def build_site(out="build/site", notebooks=None, *, force: bool = False, languages=("en", "zh")) -> Path:
     """Render the course (default: every notebook of ``config.notebooks_dir``) into ``out``: ``index.html``, one
-    page per notebook, ``mathjax/``. ``out`` is replaced when it is a site written before (or with ``force``);
+    page per notebook, ``mathjax/``, and the same in ``zh/`` for the Chinese edition (``languages``: which to
+    render; English first, at the top). ``out`` is replaced when it is a site written before (or with ``force``);
     another non-empty folder is refused."""
     paths = [Path(p) for p in (notebooks if notebooks is not None else notebook_paths())]
     if not paths:
         raise ValueError("build_site: no notebooks to render.")
+    unknown = [lang for lang in languages if lang not in LANGUAGES]
+    if unknown or not languages or languages[0] != "en":
+        raise ValueError(f"build_site: languages {languages!r}: English first, then any of {sorted(LANGUAGES)}.")
 
     def fill(tmp: Path) -> None:
         copy_mathjax(tmp / "mathjax")
-        exporter = HTMLExporter(mathjax_url=MATHJAX_URL)
-        entries = []
-        for path in paths:
-            nb = nbformat.read(path, as_version=4)
-            body, _ = exporter.from_notebook_node(offline(nb), resources={"metadata": {"name": describe(nb)["title"]}})
-            body = _EXTERNAL_SCRIPT.sub("", body)  # require.js: only widgets and JavaScript outputs use it
-            if re.search(r'<script[^>]*\bsrc="https?:', body):
-                raise OSError(f"{path.name}: the rendered page still loads a script from the network.")
-            href = f"{path.stem}.html"
-            (tmp / href).write_text(body, encoding="utf-8")
-            entries.append({**describe(nb), "href": href})
-        (tmp / "index.html").write_text(_index(entries), encoding="utf-8")
+        for lang in languages:
+            folder = tmp if lang == "en" else tmp / lang
+            folder.mkdir(exist_ok=True)
+            _render(folder, paths, lang, languages)
 
     return write_owned_folder(out, fill, marker=".mdnet-site", force=force)

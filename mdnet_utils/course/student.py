@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 
 from mdnet_utils.course.notebook import QUESTIONNAIRE, SOLUTION, STUB, cell_text, exercises, notebook_paths, tags
+from mdnet_utils.course.translation import current_translations, translated_notebook
 from mdnet_utils.io import write_owned_folder
 
 ANSWER = re.compile(r"\n*<details>.*?</details>", re.S)
@@ -34,6 +35,13 @@ and the solution of each checked exercise replaced by a stub that raises `NotImp
 notebook top to bottom, write your function in the stub's place, and run the check cell below it: it prints
 a pass, or exactly what is wrong. Run the notebooks from this folder's parent (`jupyter lab student/`), with
 the course's environment (`make lab` installs it), so that `mdnet_utils` is importable.
+"""
+
+README_ZH = """# 学生版（中文）
+
+由 `make student-zh` 从 `notebooks/` 及其译文 `notebooks/zh/` 生成（{count} 个笔记本）：请勿在此编辑，修改英文笔记本或译文后重新运行 `make student-zh`。
+
+每个笔记本即课程的中文版笔记本：输出已清除，自测题的答案已删去，每个带自动检查的练习的解答换成了一个抛出 `NotImplementedError` 的存根。从上到下运行笔记本，在存根处写出你的函数，再运行其下的检查单元格：它会打印通过，或者准确指出哪里不对。检查的提示信息和代码注释保持英文。请在本文件夹的上一级运行（`jupyter lab student-zh/`），并使用课程的环境（`make lab` 会安装它），以便能够导入 `mdnet_utils`。
 """
 
 
@@ -96,15 +104,22 @@ def student_notebook(nb, name: str = "") -> object:
 
 
 def build_student_edition(out: str | os.PathLike = "student", notebooks: list[Path] | None = None, *,
-                          force: bool = False) -> Path:
+                          force: bool = False, lang: str = "en") -> Path:
     """Write the student edition of every notebook (``config.notebooks_dir`` by default) into ``out``,
-    atomically. ``out`` is replaced when it is an edition written before (or with ``force``); another non-empty
-    folder is refused."""
+    atomically; ``lang="zh"``: of the Chinese edition (``translation``; the stubs' first line and the checks'
+    messages stay English). ``out`` is replaced when it is an edition written before (or with ``force``); another
+    non-empty folder is refused."""
     paths = notebooks or notebook_paths()
+    if lang not in ("en", "zh"):
+        raise ValueError(f"build_student_edition: lang {lang!r} is not one of en, zh.")
 
     def fill(tmp: Path) -> None:
         for path in paths:
-            nbformat.write(student_notebook(nbformat.read(path, as_version=4), path.name), tmp / path.name)
-        (tmp / "README.md").write_text(README.format(count=len(paths)))
+            nb = nbformat.read(path, as_version=4)
+            if lang == "zh":
+                nb, _ = translated_notebook(nb, current_translations(path))
+            nbformat.write(student_notebook(nb, path.name), tmp / path.name)
+        (tmp / "README.md").write_text((README_ZH if lang == "zh" else README).format(count=len(paths)),
+                                       encoding="utf-8")
 
     return write_owned_folder(out, fill, marker=".mdnet-student", force=force)

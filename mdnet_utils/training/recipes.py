@@ -1,9 +1,9 @@
-"""The course's recipes, defined once, as data: what notebooks 01-08 train and what ``mdnet train`` runs.
+"""The course's CLI recipes, defined once, as data: what ``mdnet train`` runs (notebook 08).
 
-``course_recipe("diagnosis")``  the diagnosis net of notebooks 01-05: 8 epochs (fast mode 2) on the first 1,536
+``course_recipe("diagnosis")``  the diagnosis stage of ``mdnet train``: 8 epochs (fast mode 2) on the first 1,536
                                 training tiles (256), batch 64, AdamW 3e-3 with weight decay 5e-4, one-cycle,
                                 flips and turns, no clipping.
-``course_recipe("mdnet")``      MDNet's three stages (notebooks 06-08): that diagnosis stage; then 4 epochs (1)
+``course_recipe("mdnet")``      MDNet's three stages (``mdnet train``): that diagnosis stage; then 4 epochs (1)
                                 of the decoder with the image model frozen, lr 3e-3, all training tiles (256),
                                 every reference report of a tile at once; then 4 epochs (1) end to end on
                                 L_words + 0.1 L_class, lr 2e-3, two of each tile's reports a step, flips and
@@ -12,13 +12,14 @@
                                 60 tokens (the course's reports have at most 52).
 
 The authors used RMSProp (their later code); the course keeps one optimiser, AdamW, for every stage. The
-``limit``s keep the notebooks within minutes on a laptop CPU; ``mdnet train`` drops them (it trains on all of
+``limit``s keep a course run within minutes on a laptop CPU; ``mdnet train`` drops them (it trains on all of
 a user's data) unless its ``--config`` asks for them.
 
-The notebooks call ``diagnosis_net``, ``fit_diagnosis`` and ``report_generator``: the recipe through the
-engine, each stage kept in ``runs/`` (``checkpoint.cached_fit``) keyed by the data, the settings and the
-weights it starts from, so a later notebook reuses what an earlier one trained. ``mdnet train`` runs the same
-recipe through the same engine; a test holds the weights of the two bit for bit equal.
+``mdnet train`` (notebook 08) runs ``course_recipe("mdnet")`` through the engine. ``diagnosis_net``,
+``fit_diagnosis`` and ``report_generator`` run the same recipes from Python, each stage kept in ``runs/``
+(``checkpoint.cached_fit``) keyed by the data, the settings and the weights it starts from; a test holds their
+weights and the CLI's bit for bit equal. Notebooks 01-07 no longer call them: they load the reference models
+(``mdnet_utils.reference``, whose recipes are the registry's) and train live with ``engine.train``.
 """
 from __future__ import annotations
 

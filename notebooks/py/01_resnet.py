@@ -500,8 +500,8 @@ for a, b, question in [("plain-32", "plain-8", "degradation"), ("resnet-32", "pl
 #
 # The exercises marked with a letter come with an automatic check: write the function in the cell marked as the solution, then run the check cell below it; it prints a pass, or exactly what is wrong (which case, what was expected, what came back). Here the solutions are written out; in the student edition (`make student`) they are stubs for you to fill in. The numbered exercises are open-ended.
 #
-# 1. **Post against pre.** Train the 2015 paper's post-activation networks, `cifar_resnet(32, preact=False, plain=...,
-#    num_classes=4, stem_stride=2)`, with the live run's loop of section 5 and add them to the plot. Is pre-activation
+# 1. **Post against pre.** Train the 2015 paper's post-activation networks,
+#    `cifar_resnet(32, preact=False, plain=..., num_classes=4, stem_stride=2)`, with the live run's loop of section 5 and add them to the plot. Is pre-activation
 #    easier to optimise here, as He et al. (2016) found at 1001 layers? Train two seeds each before you answer.
 # 2. **Deeper plain nets.** Add plain-56 (`cifar_resnet(56, plain=True, num_classes=4, stem_stride=2)`), live, with
 #    the same loop and number of epochs. How does its training loss compare with the live plain-32's? (It is slow:
@@ -552,8 +552,8 @@ check_preact_forward(preact_forward)
 # backward, the clipping, the optimizer's step, the schedule's step) on a batch `x` (floats, augmented already)
 # with labels `y`, clipping by hand, and return $\|g\|$ before clipping, as a float. The check refuses
 # `nn.utils.clip_grad_norm_` (the engine's call, which the check compares you with: `run_epoch` with a
-# `Stage(clip=max_norm)`), and runs three steps with `max_norm` above every gradient's norm, below every one,
-# and in between.
+# `Stage(clip=max_norm)`), and runs three cases of three steps each: `max_norm` above every gradient's norm,
+# below every one, and in between.
 
 # %% tags=["solution"]
 # Solution (the student edition has a stub here)
@@ -583,7 +583,7 @@ check_clipped_step(clipped_step)
 #
 # A few questions to check your understanding before you go on; each answer is one or two sentences.
 #
-# 1. What are $h$ and $f$ in a pre-activation block, and what does Eq. (3) become?
+# 1. What are $h$ and $f$ in a pre-activation block, and what do Eqs. (1)-(2) become?
 #
 #    <details><summary>Answer</summary>
 #

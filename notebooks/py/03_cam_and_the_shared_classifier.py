@@ -190,11 +190,12 @@ plt.show()
 # The score of class $c$ is a sum of one term per **member** of the ensemble, and every member is weighed
 # by the **same** $w^c$.
 #
-# **Picture.** The ensemble and its classifier, drawn from our ResNet-32 (`mdnet_utils.diagrams`): on the left
-# Eq. (8), the last stage's members summed into $y_L$, then the head's one BN–ReLU, pooling and the one shared
-# $w^c$; on the right one classifier per member, the idea of Eq. (9). The right half gives each member a BN–ReLU
-# of its own: that is the per-member variant of notebook 04, which shows that Eq. (9) exactly keeps the one
-# BN–ReLU of the sum instead.
+# **Picture.** The ensemble and its classifier, drawn from our ResNet-32 (`mdnet_utils.diagrams`), three heads.
+# Top left, Eq. (8): the last stage's members summed into $y_L$, then the head's one BN–ReLU, pooling and the one
+# shared $w^c$. Top right, Eq. (9) exactly: the same one BN–ReLU, its statistics and its on/off gate $g$ set by
+# the sum $y_L$ and applied to each member, then one classifier $w^c_m$ per member and their scores summed; with
+# every $w^c_m = w^c$ it is Eq. (8) again. Below the dashed line, set apart, a variant that is not Eq. (9): each
+# member gets a BN–ReLU of its own. Notebook 04 compares the three.
 
 # %%
 diagrams.ensemble_heads()   # a Figure: shown once, as the cell's value

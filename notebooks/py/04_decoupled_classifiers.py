@@ -38,7 +38,7 @@
 # in `checkpoints/`, loaded here).
 #
 # ### Runtime
-# On a 2-core laptop CPU: **~20 s** in full mode (nothing is trained: both networks are shipped references;
+# On a 2-core laptop CPU: **~20 s** in full mode (nothing is trained: all three networks are shipped references;
 # notebook 01 shows their recipe training live), **~15 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured
 # by `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
@@ -83,7 +83,9 @@ sns.set_theme(style="whitegrid", context="notebook")
 # Stack the members along the channels, $[a; b]$, and apply one linear layer $W = [W_a; W_b]$ (its rows split
 # the same way): $W^\top [a; b] = W_a^\top a + W_b^\top b$. One classifier over the concatenation is exactly one
 # classifier per part, summed. That is why MDNet's ensemble-connection (Eq. 10, notebook 05), which
-# *concatenates* members instead of adding them, realises Eq. (9) with an ordinary linear head. Check it
+# *concatenates* members instead of adding them, gets a decoupled head from an ordinary linear layer (as the
+# equations print it, with nothing between; behind a BN–ReLU, which acts channel by channel, each member is
+# normalised on its own: the per-member form of section 2, not Eq. (9) exactly). Check the identity
 # with `DecoupledHead.from_linear`, which cuts a linear layer's weights into per-member classifiers:
 
 # %%
@@ -280,21 +282,20 @@ print(f"all members: {ensemble['all members'].mean():.3f} ± {ensemble.groupby('
 
 
 # %% [markdown]
-# **What happens at this scale.** Over three seeds each, the per-member BN–ReLU variant and the shared network
-# cannot be told apart. The variant ends training at a loss of 0.089 ± 0.008 against the shared head's
-# 0.092 ± 0.009, and reaches 0.948 ± 0.007 test accuracy against 0.957 ± 0.013: both differences are smaller
-# than the spreads of the seeds, and the validation curves lie inside each other's bands from epoch 20 on.
-# This does not reproduce the paper's gain from decoupling. That claim was made for EcNet on CIFAR with 200 GPU
-# epochs; our task is one that both networks read at about 95 %, which leaves little room for a head to matter.
-# The lines for Eq. (9) exactly compare its reference, `resnet-32-eq9`, trained with the same recipe and seeds,
-# with the other two by the same rule; where that reference is not shipped, the cell says so instead.
+# **What happens at this scale.** Over three seeds each, the three heads cannot be told apart. Eq. (9) exactly
+# ends training at a loss of 0.084 ± 0.012, the per-member BN–ReLU variant at 0.089 ± 0.008 and the shared head
+# at 0.092 ± 0.009; on test they reach 0.955 ± 0.005, 0.948 ± 0.007 and 0.957 ± 0.013. Every pairwise difference
+# is smaller than the spreads of the seeds (the cell prints each one as not measurable), and the validation
+# curves lie inside each other's bands from epoch 20 on. This does not reproduce the paper's gain from
+# decoupling. That claim was made for EcNet on CIFAR with 200 GPU epochs; our task is one that all three
+# networks read at about 95 %, which leaves little room for a head to matter.
 #
 # The contribution chart shows the mechanism, and it is the same on every seed: with its own BN–ReLU and
 # classifier, the variant gives the input of the last stage, $h_{10}$, a share of the logit like any residual's
 # (0.83 ± 0.17, against 0.09 ± 0.03 in the shared head, which all but ignores it); the five residuals weigh
 # about the same in both heads (0.97 to 1.27). The second chart shows an ensemble in the strict sense: each
-# residual member alone reads the diagnosis almost as well as all of them together (0.875 to 0.945, $F_{10}$
-# the weakest, against 0.944 for all members), $h_{10}$ alone much worse (0.578), and dropping any single
+# residual member alone reads the diagnosis about as well as all of them together (0.875 to 0.945, $F_{10}$
+# the weakest, $F_{12}$ level with the 0.944 of all members), $h_{10}$ alone much worse (0.578), and dropping any single
 # member costs at most half a point. The members are redundant here; on a harder task, where they disagree,
 # how they are weighed is what Eq. (9) is about.
 
@@ -308,11 +309,12 @@ print(f"all members: {ensemble['all members'].mean():.3f} ± {ensemble.groupby('
 #   with equal weights it gives the trained ResNet-32's logits back. One BN–ReLU per member (the reference
 #   `resnet-32-decoupled`) is a variant: not Eq. (9), and with equal weights not Eq. (8).
 # - $W^\top [a; b] = W_a^\top a + W_b^\top b$: one linear layer over a concatenation is a decoupled head. This is how
-#   Eq. (10)'s concatenating skip connection realises Eq. (9) (behind a head's BN–ReLU, which acts channel by
-#   channel, each concatenated member is normalised on its own: the per-member form; notebook 05).
-# - On the same backbone, the per-member BN–ReLU variant and the shared network reach the same training loss
-#   and test accuracy within the spread of three seeds each: at our scale that head makes no difference we can
-#   measure. Section 3 compares Eq. (9) exactly with both by the same rule, once its reference is shipped.
+#   Eq. (10)'s concatenating skip connection gives a decoupled head; behind a head's BN–ReLU, which acts channel
+#   by channel, each concatenated member is normalised on its own: the per-member form, not Eq. (9) exactly
+#   (notebook 05).
+# - On the same backbone, Eq. (9) exactly, the per-member BN–ReLU variant and the shared network reach the same
+#   training loss and test accuracy within the spread of three seeds each: at our scale the head makes no
+#   difference we can measure.
 # - Per-member contributions show which depths of the network each head relies on; in the per-member variant
 #   every member is a classifier of its own, and here they are largely redundant.
 
@@ -405,7 +407,7 @@ check_eq9_head(eq9_head)
 #
 #    <details><summary>Answer</summary>
 #
-#    A linear layer over a concatenation splits into one block of columns per member: exactly Eq. (9).
+#    A linear layer over a concatenation splits into one block of weights per member (the rows $W_a, W_b$ of section 1; the columns of `nn.Linear`'s weight, which is stored transposed): a classifier per member, summed, as in Eq. (9).
 #
 #    </details>
 #
@@ -421,7 +423,7 @@ check_eq9_head(eq9_head)
 #
 #    <details><summary>Answer</summary>
 #
-#    Every deep member alone reads the diagnosis almost as well as all of them together, and dropping any single member costs almost nothing.
+#    Every residual member alone reads the diagnosis about as well as all of them together, and dropping any single member costs almost nothing.
 #
 #    </details>
 #
@@ -429,8 +431,8 @@ check_eq9_head(eq9_head)
 #
 #    <details><summary>Answer</summary>
 #
-#    It normalises and gates each member on its own: $\sum_m \mathrm{ReLU}(\mathrm{BN}(	ext{member}_m)) 
-# e \mathrm{ReLU}(\mathrm{BN}(\sum_m 	ext{member}_m))$ (BN's shift counts once per member, each member has its own mask), so even equal weights do not give the shared head back.
+#    It normalises and gates each member on its own: $\sum_m \mathrm{ReLU}(\mathrm{BN}(\text{member}_m)) \ne
+#    \mathrm{ReLU}(\mathrm{BN}(\sum_m \text{member}_m))$ (BN's shift counts once per member, each member has its own mask), so even equal weights do not give the shared head back.
 #
 #    </details>
 

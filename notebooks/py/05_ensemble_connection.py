@@ -82,7 +82,7 @@ sns.set_theme(style="whitegrid", context="notebook")
 # width. So the released network is a residual network with a concatenation at each stage transition. The
 # module docstring of `mdnet_utils/models/ecnet.py` gives the whole arithmetic.
 #
-# **Picture.** The last stage of each network this notebook trains, drawn from the built networks
+# **Picture.** The last stage of each network this notebook compares, drawn from the built networks
 # (`mdnet_utils.diagrams.ecnet_stage`, channel counts on a 64-pixel tile). In the literal EcNet-11-6 the block
 # concatenates its branch to its input (pooled to the new resolution), so the width grows. In the released
 # EcNet-20-4 the stage's first block concatenates its branch with a strided 1×1 projection $P_l$ of its input;

@@ -214,7 +214,7 @@ print("input width:", u.shape[1], "= embedding", dec.embedding.embedding_dim, "+
 #
 # $$\text{(14)}\quad a_t = \mathrm{softmax}\big(W_{att} \tanh(W_h h_{t-1} + c)\big), \qquad c = (w^c)^T C(I),$$
 #
-# $W_h$ maps the hidden state to $N$ scores, $W_{att}$ is $N \times N$, and $c$, the image features weighed by
+# $W_h$ maps the hidden state to $N$ scores, $W_{att}$ is $N \times N$, and $c$, the image features weighted by
 # the classifier's weights of class $c$, is one value per position: the **class activation map** of notebook 03.
 # So the diagnosis steers where the language model looks. Notice what (14) does *not* contain: the features'
 # content. The attention sees the image only through $c$.
@@ -260,7 +260,7 @@ print("W_h:", tuple(att.W_h.weight.shape), "(hidden -> N) | W_att:", tuple(att.W
 # (`mdnet_utils.training.registry`): the backbone (the EcNet-20-4 of notebook 05, the same pre-trained weights
 # for the same seed), the decoder (word embedding 64, LSTM 128, attention 128, dropout 0.3), the three-stage
 # recipe with its epochs, optimiser and model selection, and the seeds (0, 1, 2). Notebook 07 adds two more
-# readings of Eq. (14) on the same terms. Its regulariser, the "doubly stochastic" penalty
+# readings of Eq. (14) on the same terms. Show-Attend-Tell's regulariser, the "doubly stochastic" penalty
 # $\lambda \sum_i (1 - \sum_t a_{t,i})^2$, is available (`attention_weight` of a training `Stage`,
 # `mdnet_utils.training.config`) but off in our recipe.
 
@@ -597,7 +597,7 @@ print(pd.DataFrame(fair).T.to_string(float_format="{:.3f}".format))
 # **Reading the tables.** These are the two reference report generators, seed 0 (all three stages; notebook 07
 # compares them over seeds). Against all five references, their greedy BLEU-4 (0.759 and 0.777) is above the
 # references' own agreement. Like for like, with one reference fewer, it is 0.707 and 0.723 against 0.679: still
-# above it, by 3 to 7 points with beam search. ROUGE-L and CIDEr are above the references' too (0.724 to 0.748
+# above it, and further with beam search (0.713 and 0.747). ROUGE-L and CIDEr are above the references' too (0.724 to 0.748
 # against 0.707; 2.380 to 2.519 against 1.712): a model that writes the most common phrasing of each finding matches
 # some reference's n-grams more often than one reference's own choice of words does. So the ceiling says how much
 # the references vary, not a limit on the scores; a report can score well and still state the wrong grade. That

@@ -259,9 +259,11 @@ for card in json.loads((cards / "reports.json").read_text()):
 # it has only ever seen one kind of tissue and one kind of report, and nothing in it can say "this is not what I
 # was trained on". A generated report is evidence of what the model learned, not of what is in an image it was
 # never trained for; real use needs out-of-distribution checks and a pathologist. The crops show it twice over:
-# the report of the second crop is word for word the report of the first test tile (p0005_t00), and the first
-# crop's report loses its grammar, repeating "polarity is partially lost" three times. A model given an image
-# unlike its training data falls back on its most practised sentences, or on none it can finish. These cards also
+# the report of the second crop is, but for its crowding ("moderate") and a shorter impression, the report of the
+# first test tile (p0005_t00), and the first crop's report repeats itself, stating polarity twice ("nuclear
+# polarity is partially lost. cell polarity is partially lost.") and "nucleoli are prominent" twice. A model
+# given an image unlike its training data falls back on its most practised sentences, and strings them together
+# less well. These cards also
 # say so at the top: without labels $c = 0$ in Eq. (14), so no diagnosis steers their word maps; they come from
 # the LSTM's state alone.
 #
@@ -349,8 +351,8 @@ check_patient_split(patient_split)
 # ### Exercise B · Each process's share of an epoch
 #
 # Section 2 resumes exactly and section 5 trains on two processes with the same global batch as one, because the
-# order of an epoch's cases is never drawn from the global random stream. Write `process_share(n, seed, epoch,
-# world, rank)`: the indices of the `n` training cases that process `rank` of `world` trains on in epoch `epoch`,
+# order of an epoch's cases is never drawn from the global random stream. Write
+# `process_share(n, seed, epoch, world, rank)`: the indices of the `n` training cases that process `rank` of `world` trains on in epoch `epoch`,
 # in order, as the engine draws them: shuffle `range(n)` with a `torch.Generator` seeded with `seed + epoch`
 # (`torch.randperm`); with several processes, every process takes the same number of cases (they step together)
 # and the k-th batches of all processes together must be the k-th batch one process would take. The check

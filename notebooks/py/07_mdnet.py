@@ -38,7 +38,7 @@
 # models in `checkpoints/` (`python -m mdnet_utils reference --list`).
 #
 # ### Runtime
-# On a 2-core laptop CPU: **~2.5 min** in full mode (nothing is trained: seed 0 of each of the four report generators writes a report
+# On a 2-core laptop CPU: **~3 min** in full mode (nothing is trained: seed 0 of each of the four report generators writes a report
 # for each of the 648 test tiles and is scored again; the other seeds' scores are read from their shipped files), **~30 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured by
 # `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
@@ -48,6 +48,7 @@
 # %matplotlib inline
 import inspect
 import platform
+import textwrap
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -300,8 +301,9 @@ for ax, (key, title, top) in zip(axes, panels):
     ax.axhline(1.0 if key != "sink · words whose top cell it is" else 0.5, color="C3", ls="--", lw=1)
     if top < 50:
         ax.axhline(top, color="0.3", ls=":", lw=1)
-    ax.set_xticks(range(len(order)), [v.split(":")[0].replace("the CAM itself (MDNet's image model)", "CAM")
-                                      for v in order], fontsize=8)
+    ax.set_xticks(range(len(order)), [textwrap.fill(v.split(":")[0].replace("the CAM itself (MDNet's image model)",
+                                                                           "the CAM itself"), 13) for v in order],
+                  fontsize=8)
     ax.set_title(title, fontsize=10)
 plt.show()
 
@@ -438,7 +440,7 @@ for i in examples:
                          mask=mask)
         for ax in row_axes[1 + len(chosen):]:
             ax.axis("off")
-        row_axes[0].text(-0.1, 0.5, VARIANTS[name].split(":")[0], transform=row_axes[0].transAxes, rotation=90,
+        row_axes[0].text(-0.1, 0.5, textwrap.fill(VARIANTS[name].split(":")[0], 22), transform=row_axes[0].transAxes, rotation=90,
                          va="center", ha="right", fontsize=9)
     fig.suptitle(f"test tile {test.ids[i]}: truth {CLASSES[int(test.labels[i])]}", fontsize=10)
     plt.show()
@@ -526,7 +528,7 @@ for row_axes, name in zip(axes, names):
     g = generated[name]
     positions = [p for s in finding_sentences(g.words[i]) for p in (s.keyword + s.grade)][:8]
     attention_strip(row_axes, test.images[i], g.words[i], g.alphas[i], g.grid, positions, mask=test.masks["lesion"][i])
-    row_axes[0].text(-0.1, 0.5, VARIANTS[name].split(":")[0], transform=row_axes[0].transAxes, rotation=90,
+    row_axes[0].text(-0.1, 0.5, textwrap.fill(VARIANTS[name].split(":")[0], 20), transform=row_axes[0].transAxes, rotation=90,
                      va="center", ha="right", fontsize=8)
 fig.suptitle("where each variant looked for the finding words of one tile (lesion outlined)", fontsize=10)
 plt.show()

@@ -227,14 +227,19 @@ def _read_metrics(run: Path) -> list[dict]:
 
 
 def _per_epoch(ax, records: list[dict], keys: list[str], ylabel: str) -> None:
-    """One line per key over the epochs that have it, each epoch's background coloured by its stage."""
+    """One line per key over the epochs that have it, each epoch's background coloured by its stage. Keys with
+    the same values at every epoch share one line, labelled "a = b" (without labels, train_loss *is* words_loss:
+    two lines would hide one another)."""
     for r in records:
         if r.get("stage") in STAGE_COLOURS:
             ax.axvspan(r["epoch"] - 0.5, r["epoch"] + 0.5, color=STAGE_COLOURS[r["stage"]], alpha=0.12, lw=0)
+    lines: dict[tuple, list[str]] = {}
     for key in keys:
-        points = [(r["epoch"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+        points = tuple((r["epoch"], r[key]) for r in records if isinstance(r.get(key), (int, float)))
         if points:
-            ax.plot(*zip(*points), "o-", label=key)
+            lines.setdefault(points, []).append(key)
+    for points, same in lines.items():
+        ax.plot(*zip(*points), "o-", label=" = ".join(same))
     handles = ax.get_legend_handles_labels()[0] + [
         Patch(color=c, alpha=0.25, label=f"stage: {s}") for s, c in STAGE_COLOURS.items()
         if any(r.get("stage") == s for r in records)]

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -179,22 +180,38 @@ def test_run_notebooks_writes_the_executed_notebook_in_place_in_full_mode(tmp_pa
     path = tmp_path / "99_tiny.ipynb"
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ.get('MDNET_FAST', 'full'))")]
+    nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ.get('MDNET_FAST', 'full'))"),
+                # a run left behind by an earlier execution is not seen: each execution gets an empty runs folder
+                nbformat.v4.new_code_cell("from mdnet_utils import config\n"
+                                          "print([p.name for p in config.runs_dir.iterdir()], config.runs_dir)\n"
+                                          "(config.runs_dir / 'left-behind').mkdir()")]
     nbformat.write(nb, path)
     path.chmod(0o644)
     monkeypatch.setenv("MDNET_FAST", "1")
+    monkeypatch.setenv("MDNET_RUNS_DIR", str(tmp_path / "mine"))
     run_notebooks([path], timeout=120)
     assert os.environ["MDNET_FAST"] == "1", "the caller's fast mode is given back"
-    cell = nbformat.read(path, as_version=4).cells[0]
+    assert os.environ["MDNET_RUNS_DIR"] == str(tmp_path / "mine"), "and the caller's runs folder"
+    cell, runs = nbformat.read(path, as_version=4).cells
     assert cell.execution_count == 1 and cell.outputs[0]["text"] == "full\n"
+    folder = Path(tempfile.gettempdir()) / "mdnet-make-run" / path.stem     # a fixed name: the same paths each run
+    assert runs.outputs[0]["text"] == f"['.mdnet-make-run'] {folder}\n" and not folder.exists()
     assert path.stat().st_mode & 0o777 == 0o644, "the notebook keeps its permissions"
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, "runtimes.json"], "a temporary file was left"
     full = read_runtimes(tmp_path)[path.name]
     assert set(full) == {"full"} and full["full"] > 0
     # fast mode: the kernel sees MDNET_FAST, the notebook on disk is left as it was, only the time is recorded
     before = path.read_bytes()
-    run_notebooks([path], timeout=120, fast=True)
+    run_notebooks([path], timeout=120, fast=True)   # would fail on mkdir if it saw the first run's folder
     assert path.read_bytes() == before and os.environ["MDNET_FAST"] == "1"
+    assert not (tmp_path / "mine").exists(), "the caller's runs folder is never touched"
+    folder.mkdir(parents=True)                       # a folder of that name that make run did not make is refused
+    try:
+        with pytest.raises(ValueError, match="was not made by make run"):
+            run_notebooks([path], timeout=120)
+        assert folder.is_dir()
+    finally:
+        folder.rmdir()
     assert set(read_runtimes(tmp_path)[path.name]) == {"full", "fast"}
 
 

@@ -6,12 +6,14 @@ import shutil
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
 from mdnet_utils.__main__ import main
 from mdnet_utils.data import make_synthetic_dataset
 from mdnet_utils.data.grades import CLASSES
-from mdnet_utils.reporting import NO_DIAGNOSIS, UNCONDITIONED, plot_run, read_attention, report_images
+from mdnet_utils.reporting import (NO_DIAGNOSIS, UNCONDITIONED, _per_epoch, plot_run, read_attention,
+                                   report_images)
 from mdnet_utils.training.runs import train_run
 
 
@@ -150,3 +152,15 @@ def test_plot_rewrites_its_own_figures_but_never_a_file_it_did_not_write(trained
     err = capsys.readouterr().err
     assert "curves.png: exists and was not written by plot" in err and err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+
+
+def test_losses_equal_at_every_epoch_share_one_line_named_for_both():
+    records = [{"epoch": 1, "stage": "decoder", "train_loss": 2.0, "words_loss": 2.0, "class_loss": 0.5},
+               {"epoch": 2, "stage": "end_to_end", "train_loss": 1.0, "words_loss": 1.0, "class_loss": 0.4}]
+    ax = Figure().subplots()
+    _per_epoch(ax, records, ["class_loss", "train_loss", "words_loss"], "training loss")
+    assert [line.get_label() for line in ax.get_lines()] == ["class_loss", "train_loss = words_loss"]
+    records[1]["words_loss"] = 0.9                                 # they differ at one epoch: two lines
+    ax = Figure().subplots()
+    _per_epoch(ax, records, ["train_loss", "words_loss"], "training loss")
+    assert [line.get_label() for line in ax.get_lines()] == ["train_loss", "words_loss"]

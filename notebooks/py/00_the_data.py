@@ -240,7 +240,7 @@ for c, e in enumerate(high):
     axes[1, c].contour(load(e, "mask", "mitosis"), levels=[128], colors="cyan", linewidths=1.2)
 for ax in axes.ravel():
     ax.set_xticks([]); ax.set_yticks([])
-axes[1, 0].set_ylabel("lesion (orange)\nmitoses (cyan)")
+axes[1, 0].set_ylabel("lesion (red)\nmitoses (cyan)")
 plt.show()
 for e in entries:
     lesion, mitosis = load(e, "mask", "lesion").any(), load(e, "mask", "mitosis").any()

@@ -165,7 +165,8 @@ ax = means[["mass_inside", "mass_inside_uniform", "pointing_game", "pointing_gam
     yerr=table.xs("std", axis=1, level=1)[["mass_inside", "mass_inside_uniform", "pointing_game",
                                            "pointing_game_uniform"]])
 ax.set_title(f"CAM of the predicted class against chance (uniform map), mean ± sd over {len(seeds)} seeds")
-ax.legend(fontsize=8)
+ax.legend(["mass inside, CAM", "mass inside, uniform map", "pointing game, CAM",
+           "pointing game, uniform map"], fontsize=8)
 plt.show()
 
 # %% [markdown]

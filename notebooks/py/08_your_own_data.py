@@ -38,7 +38,7 @@
 # through the command line.
 #
 # ### Runtime
-# On a 2-core laptop CPU: **~4.5 min** in full mode, most of it the 20 training epochs of section 2 (their total is printed there,
+# On a 2-core laptop CPU: **~4 min** in full mode, most of it the 20 training epochs of section 2 (their total is printed there,
 # in seconds on this machine), **~1.5 min** in fast mode (`MDNET_FAST=1`, for tests only). Measured by `make run` and
 # `make runtimes` (`notebooks/runtimes.json`).
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["upsample_map", "threshold_map", "show_overlay", "attention_strip", "diagnosis_card"]
+__all__ = ["upsample_map", "threshold_map", "show_overlay", "attention_strip", "row_label", "diagnosis_card"]
 
 
 def upsample_map(values: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -55,6 +55,14 @@ def attention_strip(axes, tile, words: list[str], alphas: torch.Tensor, grid: tu
     for ax in list(axes)[len(positions):]:
         ax.axis("off")
     return axes
+
+
+def row_label(ax, text: str, *, width: int = 20, fontsize: float = 8):
+    """``text`` to the left of ``ax`` (the first axes of a row of overlays), turned upright and wrapped at
+    ``width`` characters, so that long labels of stacked rows do not run into each other."""
+    ax.text(-0.1, 0.5, textwrap.fill(text, width), transform=ax.transAxes, rotation=90, va="center", ha="right",
+            fontsize=fontsize)
+    return ax
 
 
 def diagnosis_card(tile, *, diagnosis: str, confidence: float, report: str, cam: torch.Tensor,

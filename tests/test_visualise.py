@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mdnet_utils.visualise import diagnosis_card, show_overlay, threshold_map, upsample_map  # noqa: E402
+from mdnet_utils.visualise import diagnosis_card, row_label, show_overlay, threshold_map, upsample_map  # noqa: E402
 
 
 def test_a_grid_map_is_upsampled_to_the_image_row_major():
@@ -34,3 +34,12 @@ def test_overlays_and_cards_draw_without_a_display():
                           positions=[0, 2], n_words=3)
     assert len(card.axes) == 2 + 3 + 1
     plt.close(card)
+
+
+def test_a_row_label_stands_upright_left_of_its_row_and_wraps_long_names():
+    fig, ax = plt.subplots()
+    row_label(ax, "3 · Eq. (14) + content (our reading)")
+    (text,) = ax.texts
+    assert text.get_rotation() == 90 and text.get_position()[0] < 0 and text.get_ha() == "right"
+    assert all(len(line) <= 20 for line in text.get_text().splitlines()) and "\n" in text.get_text()
+    plt.close(fig)

@@ -26,7 +26,7 @@ import nbformat
 from nbconvert import HTMLExporter
 from nbconvert.filters.markdown import markdown2html
 
-from mdnet_utils.course.fidelity import read_glossary
+from mdnet_utils.course.fidelity import glossary_path, read_glossary
 from mdnet_utils.course.notebook import cell_text, notebook_paths, opening
 from mdnet_utils.course.translation import current_translations, translated_notebook
 from mdnet_utils.io import write_owned_folder
@@ -236,12 +236,13 @@ def _render(folder: Path, paths: list[Path], lang: str, languages) -> None:
     """The pages and the series map of one language into ``folder``."""
     up = "" if lang == "en" else "../"
     exporter = HTMLExporter(mathjax_url=up + MATHJAX_URL)
-    headings = read_glossary(paths[0].parent / "zh" / "glossary.yml")["headings"] if lang == "zh" else None
+    headings = read_glossary(glossary_path(paths[0].parent))["headings"] if lang == "zh" else None
     entries = []
     for path in paths:
         english = nbformat.read(path, as_version=4)
         nb, left = translated_notebook(english, current_translations(path)) if lang == "zh" else (english, [])
-        described, own = describe(english), describe(nb, headings)  # a section not translated yet: the English
+        described = describe(english)
+        own = describe(nb, headings) if lang != "en" else {}  # a section not translated yet: the English
         entry = {**described, **{k: v for k, v in own.items() if v and k != "equations"},
                  "href": f"{path.stem}.html", "pending": len(left)}
         body, _ = exporter.from_notebook_node(offline(nb), resources={"metadata": {"name": entry["title"]}})

@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from mdnet_utils.course.fidelity import fidelity_problems, read_glossary
+from mdnet_utils.course.fidelity import fidelity_problems, glossary_path, read_glossary
 from mdnet_utils.course.notebook import cell_text, notebook_paths
 from mdnet_utils.io import write_owned_folder, write_text
 
@@ -198,10 +198,12 @@ def _where(notebook: Path, entry: dict) -> str:
     return f"{notebook.stem}: cell {entry.get('cell', '?')} ({first_line(entry.get('old_en') or entry['en'])!r})"
 
 
-def completeness_problems(notebook: str | os.PathLike, translation: dict | None = None) -> list[str]:
+def completeness_problems(notebook: str | os.PathLike, translation: dict | None = None,
+                          cells: list[dict] | None = None) -> list[str]:
     """What keeps the notebook's translation from being complete and current, one line per cell: no translation
     file, a cell without a translation of its current English, an empty ``zh``, a stale entry (``old_en``), an
-    orphan. Each line names the notebook, the cell's index and its first line, and what to do."""
+    orphan. Each line names the notebook, the cell's index and its first line, and what to do. ``translation``
+    and ``cells`` (``markdown_cells``) are read from disk unless the caller has them."""
     notebook = Path(notebook)
     path = translation_path(notebook)
     sync = f"python -m mdnet_utils zh sync {notebook.name[:2]}"
@@ -209,7 +211,7 @@ def completeness_problems(notebook: str | os.PathLike, translation: dict | None 
         return [f"{notebook.stem}: no translation ({path.parent.name}/{path.name} is missing; create it: {sync})"]
     data = translation if translation is not None else read_translation(path)
     by_src = {e["src"]: e for e in data["cells"]}
-    cells = markdown_cells(nbformat.read(notebook, as_version=4))
+    cells = cells if cells is not None else markdown_cells(nbformat.read(notebook, as_version=4))
     problems = []
     current = {c["src"] for c in cells}
     gone = [e for e in data["cells"] + data["orphans"] if e["src"] not in current]
@@ -237,10 +239,11 @@ def translation_problems(notebook: str | os.PathLike, glossary: dict | None = No
     """Everything wrong with the notebook's translation: ``completeness_problems`` (unless ``completeness`` is
     False), and for every current, translated cell what ``fidelity_problems`` finds, one line each."""
     notebook = Path(notebook)
-    glossary = glossary if glossary is not None else read_glossary(notebook.parent / "zh" / "glossary.yml")
+    glossary = glossary if glossary is not None else read_glossary(glossary_path(notebook.parent))
     data = read_translation(translation_path(notebook))
-    problems = completeness_problems(notebook, data) if completeness else []
-    current = {c["src"]: c for c in markdown_cells(nbformat.read(notebook, as_version=4))}
+    cells = markdown_cells(nbformat.read(notebook, as_version=4))
+    problems = completeness_problems(notebook, data, cells) if completeness else []
+    current = {c["src"]: c for c in cells}
     for entry in data["cells"]:
         cell = current.get(entry["src"])
         if cell is None or not entry["zh"] or entry.get("old_en"):

@@ -178,20 +178,13 @@ plt.show()
 # training tiles, the checkpoint of the best validation accuracy kept): the shared network, notebook 01's
 # ResNet-32; **Eq. (9) exactly** (`resnet-32-eq9`); and the **per-member BN–ReLU** variant (`resnet-32-decoupled`).
 # Everything but the head is identical: backbone, initial weights (each model is drawn from the same seed,
-# backbone first, so all start from the same backbone), data, optimiser, epochs. A reference that is not
-# shipped yet is left out, and the cell says so.
+# backbone first, so all start from the same backbone), data, optimiser, epochs.
 
 # %%
 SHARED, EQ9, VARIANT = "shared (Eq. 8)", "Eq. (9) exactly", "per-member BN-ReLU"
 names = {SHARED: "resnet-32", EQ9: "resnet-32-eq9", VARIANT: "resnet-32-decoupled"}
 colours = {SHARED: "tab:purple", EQ9: "tab:orange", VARIANT: "tab:green"}
-refs = {}                                                           # the JSONs: histories, figures
-for label, name in names.items():
-    try:
-        refs[label] = reference.metas(name)
-    except ValueError:                                              # not trained yet: run without it, and say so
-        print(f"{label}: the reference {name!r} is not shipped yet, so it is left out below "
-              f"(train it: python -m mdnet_utils reference {name}; then run this notebook again)")
+refs = {label: reference.metas(name) for label, name in names.items()}   # the JSONs: histories, figures
 seeds = sorted(refs[SHARED])
 nets = {label: {s: reference.load(names[label], seed=s)[0] for s in sorted(metas)} for label, metas in refs.items()}
 for label, by_seed in nets.items():
@@ -221,9 +214,6 @@ final = {label: mean_and_sd(pd.DataFrame({
     for label, metas in refs.items()}
 print(pd.concat(final, axis=1).to_string(float_format="{:.3f}".format))
 for a, b in [(VARIANT, SHARED), (EQ9, SHARED), (EQ9, VARIANT)]:
-    if len(refs.get(a, {})) < 2 or len(refs.get(b, {})) < 2:       # difference() needs two seeds a side
-        print(f"{a} - {b}: not compared, {names[a]!r} has fewer than two seeds shipped")
-        continue
     for figure in ("training loss", "test accuracy"):
         d = reference.difference(*(list(final[label][figure].drop(["mean", "sd"])) for label in (a, b)))
         print(f"{a} - {b}, {figure}: {d['difference']:+.3f} (sd {d['sd_a']:.3f} and {d['sd_b']:.3f}): "

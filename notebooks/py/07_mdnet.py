@@ -38,7 +38,7 @@
 # models in `checkpoints/` (`python -m mdnet_utils reference --list`).
 #
 # ### Runtime
-# On a 2-core laptop CPU: **~3 min** in full mode (nothing is trained: seed 0 of each of the four report generators writes a report
+# On a 2-core laptop CPU: **~2.5 min** in full mode (nothing is trained: seed 0 of each of the four report generators writes a report
 # for each of the 648 test tiles and is scored again; the other seeds' scores are read from their shipped files), **~30 s** in fast mode (`MDNET_FAST=1`, for tests only). Measured by
 # `make run` and `make runtimes` (`notebooks/runtimes.json`).
 
@@ -72,7 +72,7 @@ from mdnet_utils.evaluation.seeds import difference, mean_and_sd, seed_curves
 from mdnet_utils.evaluation.study_table import VARIANTS, rows_agree, stored_rows, variant_row
 from mdnet_utils.models.attention import (CamAttention, CamContentAttention, CamSlotAttention, SoftAttention,
                                           standardise_cam)
-from mdnet_utils.visualise import attention_strip, diagnosis_card, show_overlay, threshold_map
+from mdnet_utils.visualise import attention_strip, diagnosis_card, row_label, show_overlay, threshold_map
 
 seed_everything(config.seed)
 device = get_device()
@@ -353,22 +353,16 @@ checks = [("MDNet: diagnosis accuracy >= 0.98", m["diagnosis"], m["diagnosis"] >
           (f"best mitosis pointing >= 5 x chance ({best_mitosis.split(':')[0]})",
            mean.loc[best_mitosis, "mitosis · grade words · pointing / chance"],
            mean.loc[best_mitosis, "mitosis · grade words · pointing / chance"] >= 5)]
-try:
-    readers = reference.metas("grade-reader-ecnet-20-4")
-except ValueError as err:
-    readers = None
-    print(f"(no grade reader with MDNet's backbone to compare with: {err})")
-if readers:
-    reader = {f: float(np.mean([r["test"][f] for r in readers.values()])) for f in FEATURES}
-    gap = {f: reader[f] - m[f"clinical · {f}"] for f in FEATURES}
-    worst = max(gap, key=gap.get)
-    checks.append((f"MDNet: each feature within 3 points of the grade reader ({len(readers)} seeds; worst {worst})",
-                   gap[worst], gap[worst] <= 0.03))
+readers = reference.metas("grade-reader-ecnet-20-4")
+reader = {f: float(np.mean([r["test"][f] for r in readers.values()])) for f in FEATURES}
+gap = {f: reader[f] - m[f"clinical · {f}"] for f in FEATURES}
+worst = max(gap, key=gap.get)
+checks.append((f"MDNet: each feature within 3 points of the grade reader ({len(readers)} seeds; worst {worst})",
+               gap[worst], gap[worst] <= 0.03))
 for name, value, ok in checks:
     print(f"{'       ' if ok is None else 'met    ' if ok else 'NOT met'}  {name:75s} {value:.3f}")
-if readers:
-    print(pd.DataFrame({"grade reader (test)": reader, "MDNet's reports": {f: m[f"clinical · {f}"] for f in FEATURES}})
-          .T.to_string(float_format="{:.3f}".format))
+print(pd.DataFrame({"grade reader (test)": reader, "MDNet's reports": {f: m[f"clinical · {f}"] for f in FEATURES}})
+      .T.to_string(float_format="{:.3f}".format))
 
 # %% [markdown]
 # **Reading the study.** Every variant has its three seeds (the table's last row). Each comparison below is
@@ -440,8 +434,7 @@ for i in examples:
                          mask=mask)
         for ax in row_axes[1 + len(chosen):]:
             ax.axis("off")
-        row_axes[0].text(-0.1, 0.5, textwrap.fill(VARIANTS[name].split(":")[0], 22), transform=row_axes[0].transAxes, rotation=90,
-                         va="center", ha="right", fontsize=9)
+        row_label(row_axes[0], VARIANTS[name].split(":")[0], width=22, fontsize=9)
     fig.suptitle(f"test tile {test.ids[i]}: truth {CLASSES[int(test.labels[i])]}", fontsize=10)
     plt.show()
 
@@ -528,8 +521,7 @@ for row_axes, name in zip(axes, names):
     g = generated[name]
     positions = [p for s in finding_sentences(g.words[i]) for p in (s.keyword + s.grade)][:8]
     attention_strip(row_axes, test.images[i], g.words[i], g.alphas[i], g.grid, positions, mask=test.masks["lesion"][i])
-    row_axes[0].text(-0.1, 0.5, textwrap.fill(VARIANTS[name].split(":")[0], 20), transform=row_axes[0].transAxes, rotation=90,
-                     va="center", ha="right", fontsize=8)
+    row_label(row_axes[0], VARIANTS[name].split(":")[0])
 fig.suptitle("where each variant looked for the finding words of one tile (lesion outlined)", fontsize=10)
 plt.show()
 
